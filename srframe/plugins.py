@@ -1,0 +1,145 @@
+"""Plugins: the pluggy hook a plugin implements, and the host that finds and loads plugins.
+
+A plugin is a module (or object) with a ``srframe_register(registry)`` hook implementation::
+
+    import srframe
+
+    @srframe.hookimpl
+    def srframe_register(registry):
+        registry.add("loss", "charbonnier", Charbonnier)
+
+Installed packages announce plugins with an entry point in group ``srframe``; they are
+imported on the first registry lookup, never at ``import srframe``. A recipe's
+``plugins = [...]`` loads more modules by dotted name or ``.py`` path. A plugin that fails
+to import or to register is reported (``srframe plugins``) and the others keep working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from .errors import PluginError
+from .registry import Origin, Registry
+
+ENTRY_POINT_GROUP = "srframe"
+
+hookspec = pluggy.HookspecMarker("srframe")
+hookimpl = pluggy.HookimplMarker("srframe")
+
+logger = logging.getLogger(__name__)
+
+
+class Hookspecs:
+    """The hooks a srframe plugin may implement."""
+
+    @hookspec
+    def srframe_register(self, registry: Registry) -> None:
+        """Add the plugin's components with ``registry.add(kind, name, factory)`` or ``registry.register``."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    origin: Origin
+    status: str = "loaded"  # or "failed"
+    error: str | None = None
+    components: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+
+
+class PluginHost:
+    """Finds plugins (entry points, module names, files) and loads each into ``registry`` in isolation."""
+
+    def __init__(self, registry: Registry, group: str = ENTRY_POINT_GROUP):
+        self.registry = registry
+        self.group = group
+        self.manager = pluggy.PluginManager("srframe")
+        self.manager.add_hookspecs(Hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        registry.on_first_lookup(self.load_entry_points)
+
+    def load_entry_points(self) -> None:
+        """Load every plugin announced in the entry-point group (each once).
+
+        The order is fixed: srframe's own plugins first, then by distribution and plugin name,
+        so when two plugins claim a name it is always the later one that fails.
+        """
+        def order(ep: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:
+            dist = ep.dist.name if ep.dist else ""
+            return dist != "srframe", dist, ep.name
+
+        for ep in sorted(importlib.metadata.entry_points(group=self.group), key=order):
+            if ep.name in self.plugins:
+                continue
+            package = f"{ep.dist.name} {ep.dist.version}" if ep.dist else None
+            self._load(ep.name, ep.load, Origin(ep.value, package))
+
+    def load_module(self, spec: str, base_dir: Path | None = None) -> PluginInfo:
+        """Load a plugin module by dotted name, or a ``.py`` file (relative to ``base_dir``).
+
+        Unlike entry points, a module the user asked for must load: failure raises PluginError.
+        """
+        self.registry.entries()  # installed plugins first, so a clash is blamed on the newcomer
+        if spec.endswith(".py"):
+            path = Path(os.path.normpath((base_dir or Path.cwd()) / Path(spec).expanduser()))
+            name, importer = str(path), lambda: _import_file(path)
+        else:
+            name, importer = spec, lambda: importlib.import_module(spec)
+        info = self.plugins.get(name) or self._load(name, importer, Origin(name))
+        if info.status != "loaded":
+            raise PluginError(f'plugin "{spec}" failed to load: {info.error}')
+        return info
+
+    def _load(self, name: str, importer: Callable[[], Any], origin: Origin) -> PluginInfo:
+        info = PluginInfo(name, origin)
+        self.plugins[name] = info
+        before = {(e.kind, e.name) for e in self.registry.entries()}
+        plugin = None
+        try:
+            with self.registry.loading(origin.package):
+                plugin = importer()
+                if not self.manager.is_registered(plugin):
+                    self.manager.register(plugin, name=name)
+                    self.manager.check_pending()  # catches misspelt hooks such as srframe_regsiter
+                    others = [p for p in self.manager.get_plugins() if p is not plugin]
+                    self.manager.subset_hook_caller("srframe_register", remove_plugins=others)(registry=self.registry)
+        except Exception as exc:  # a broken plugin must not take the others down
+            if plugin is not None and self.manager.is_registered(plugin):
+                self.manager.unregister(plugin)
+            info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+            self.registry.load_failures[name] = info.error
+            logger.warning("srframe plugin %r (%s) failed to load: %s", name, origin, info.error)
+            return info
+        after = {(e.kind, e.name) for e in self.registry.entries()}
+        info.components = sorted(after - before)
+        return info
+
+
+def _import_file(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"no plugin file at {path}")
+    module_name = f"srframe_user_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+registry = Registry()
+host = PluginHost(registry)

@@ -1,0 +1,305 @@
+"""Schemas read from factory signatures, and the checking of configuration values against them.
+
+A component's schema is its factory's keyword parameters with their type hints and
+defaults. :class:`Checker` checks a table (a recipe section, or the keyword arguments
+given to :func:`srframe.build`) against a schema and collects every problem with its
+key path, the value, what was expected and close matches, instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import copy
+import dataclasses
+import difflib
+import enum
+import functools
+import inspect
+import json
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Annotated, Any, Literal, Union
+
+from .errors import Problem, RegistryError
+
+KeyPath = tuple[str | int, ...]
+MISSING = inspect.Parameter.empty
+
+
+class _Invalid:
+    """Returned by a check that recorded a problem."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    annotation: Any = Any
+    default: Any = MISSING
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+
+@dataclass(frozen=True)
+class Schema:
+    fields: dict[str, Field]
+    open: bool = False  # the factory takes **kwargs, so unknown keys are passed through
+
+
+@dataclass(frozen=True)
+class Range:
+    """A bound on a number, used as ``Annotated[int, Range(min=1)]``."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            bounds = [f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else ""]
+            checker.problem(path, f"{show(value)} is out of range: expected a number {' and '.join(b for b in bounds if b)}")
+            return INVALID
+        return value
+
+
+def schema_of(factory: Callable[..., Any]) -> Schema:
+    """The schema of a factory (class, dataclass or function): its keyword parameters."""
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    name = getattr(target, "__qualname__", repr(target))
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"cannot read the parameters of {name}: {exc}") from exc
+    hinted = target.__init__ if isinstance(target, type) and not dataclasses.is_dataclass(target) else target
+    try:
+        hints = typing.get_type_hints(hinted, include_extras=True)
+    except Exception as exc:  # NameError for unresolvable forward references, among others
+        raise RegistryError(f"cannot resolve the type hints of {name}: {exc}") from exc
+    fields: dict[str, Field] = {}
+    is_open = False
+    for param in signature.parameters.values():
+        if param.kind is param.VAR_KEYWORD:
+            is_open = True
+        elif param.kind is param.VAR_POSITIONAL or (param.kind is param.POSITIONAL_ONLY and param.default is not MISSING):
+            continue
+        elif param.kind is param.POSITIONAL_ONLY:
+            raise RegistryError(f"{name} has a required positional-only parameter {param.name!r}; "
+                                "a factory must take its settings by keyword")
+        else:
+            fields[param.name] = Field(param.name, hints.get(param.name, Any), param.default)
+    return Schema(fields, is_open)
+
+
+def format_path(path: KeyPath) -> str:
+    """``("stages", 0, "losses", 1, "layer")`` -> ``"stages[0].losses[1].layer"``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def show(value: Any) -> str:
+    """A value as a recipe author would write it, shortened."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, PurePath):
+        text = json.dumps(str(value))
+    else:
+        text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def close_matches(word: str, candidates: collections.abc.Iterable[str]) -> str:
+    """A "did you mean" clause, or an empty string."""
+    matches = difflib.get_close_matches(str(word), list(candidates), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(show(m) for m in matches)}?" if matches else ""
+
+
+def describe(annotation: Any) -> str:
+    """What a value of this type looks like in a recipe."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return describe(args[0])
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe(a) for a in args if a is not type(None))
+    if origin is Literal:
+        return "one of " + ", ".join(show(a) for a in args)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return f"an array of {len(args)} ({', '.join(describe(a) for a in args)})"
+    if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
+        return f"an array of {describe(args[0])}" if args else "an array"
+    if origin in (dict, collections.abc.Mapping) or annotation is dict or dataclasses.is_dataclass(annotation):
+        return "a table"
+    simple = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if annotation in simple:
+        return simple[annotation]
+    if isinstance(annotation, type) and issubclass(annotation, PurePath):
+        return "a path"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(show(m.value) for m in annotation)
+    if annotation is Any or annotation is MISSING:
+        return "any value"
+    return f"a {getattr(annotation, '__name__', annotation)}"
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+class Checker:
+    """Checks values against type hints and records every problem.
+
+    ``Annotated`` metadata extends it: a marker with ``convert(value, path, checker)`` replaces
+    the check of the base type; one with ``check(value, path, checker)`` checks the result further.
+
+    ``source_of(path)`` names where the value at ``path`` came from (a recipe file, ``--set``);
+    ``base_dir_of(path)`` is the folder a relative path found there is resolved against.
+    """
+
+    def __init__(
+        self,
+        source_of: Callable[[KeyPath], str] = lambda path: "",
+        base_dir_of: Callable[[KeyPath], Path] = lambda path: Path.cwd(),
+    ):
+        self.source_of = source_of
+        self.base_dir_of = base_dir_of
+        self.problems: list[Problem] = []
+
+    def problem(self, path: KeyPath, message: str) -> Any:
+        self.problems.append(Problem(self.source_of(path), format_path(path), message))
+        return INVALID
+
+    def scratch(self) -> Checker:
+        """A checker with the same settings and no problems, for trying alternatives."""
+        trial = copy.copy(self)
+        trial.problems = []
+        return trial
+
+    def check_table(self, table: Any, schema: Schema, path: KeyPath, what: str,
+                    provided: Mapping[str, Any] | None = None) -> Any:
+        """Check ``table`` against ``schema``; ``provided`` values fill parameters the table leaves out.
+
+        Returns the checked table (values converted, provided values added) or INVALID.
+        """
+        if not isinstance(table, Mapping):
+            return self.problem(path, f"expected a table for {what}, got {_type_name(table)} {show(table)}")
+        before = len(self.problems)
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            field = schema.fields.get(key)
+            if field is None and not schema.open:
+                self.problem(path + (key,), f"unknown key for {what}{close_matches(key, schema.fields)} "
+                                            f"Known keys: {', '.join(schema.fields) or '(none)'}.")
+                continue
+            out[key] = self.check(value, field.annotation if field else Any, path + (key,))
+        for name, field in schema.fields.items():
+            if name in out:
+                continue
+            if provided and name in provided:
+                out[name] = provided[name]
+            elif field.required:
+                self.problem(path + (name,), f"missing required key for {what}: expected {describe(field.annotation)}")
+        return out if len(self.problems) == before else INVALID
+
+    def check(self, value: Any, annotation: Any, path: KeyPath) -> Any:
+        """Check one value; returns it converted (ints to floats, strings to resolved paths) or INVALID."""
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if annotation is Any or annotation is MISSING:
+            return value
+        if origin is Annotated:
+            converters = [m for m in args[1:] if hasattr(m, "convert")]
+            checked = converters[0].convert(value, path, self) if converters else self.check(value, args[0], path)
+            for marker in args[1:]:
+                if checked is not INVALID and hasattr(marker, "check"):
+                    checked = marker.check(checked, path, self)
+            return checked
+        if origin in (Union, types.UnionType):
+            return self._check_union(value, annotation, args, path)
+        if origin is Literal:
+            if any(value == choice and type(value) is type(choice) for choice in args):
+                return value
+            return self._mismatch(value, annotation, path, close_matches(value, [str(a) for a in args]))
+        if annotation in (bool, int, float, str):
+            return self._check_scalar(value, annotation, path)
+        if isinstance(annotation, type) and issubclass(annotation, PurePath):
+            if isinstance(value, (str, os.PathLike)):
+                return self.resolve_path(value, path)
+            return self._mismatch(value, annotation, path)
+        if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
+            return self._check_array(value, annotation, origin or annotation, args, path)
+        if origin in (dict, collections.abc.Mapping) or annotation is dict:
+            if not isinstance(value, Mapping):
+                return self._mismatch(value, annotation, path)
+            item_type = args[1] if args else Any
+            checked = {k: self.check(v, item_type, path + (k,)) for k, v in value.items()}
+            return INVALID if INVALID in checked.values() else checked
+        if dataclasses.is_dataclass(annotation):
+            checked = self.check_table(value, schema_of(annotation), path, f"a {annotation.__name__}")
+            if checked is INVALID:
+                return INVALID
+            try:
+                return annotation(**checked)
+            except (TypeError, ValueError) as exc:
+                return self.problem(path, str(exc))
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            for member in annotation:
+                if value == member.value or value is member:
+                    return member
+            return self._mismatch(value, annotation, path, close_matches(value, [str(m.value) for m in annotation]))
+        if isinstance(annotation, type):
+            return value if isinstance(value, annotation) else self._mismatch(value, annotation, path)
+        return value  # a typing construct we do not check
+
+    def resolve_path(self, value: str | os.PathLike, path: KeyPath) -> Path:
+        resolved = Path(value).expanduser()
+        if not resolved.is_absolute():
+            resolved = self.base_dir_of(path) / resolved
+        return Path(os.path.normpath(resolved))
+
+    def _mismatch(self, value: Any, annotation: Any, path: KeyPath, hint: str = "") -> Any:
+        return self.problem(path, f"{show(value)} is {_type_name(value)}: expected {describe(annotation)}{hint}")
+
+    def _check_scalar(self, value: Any, annotation: type, path: KeyPath) -> Any:
+        if isinstance(value, bool) != (annotation is bool):
+            return self._mismatch(value, annotation, path)
+        if annotation is float and isinstance(value, int):
+            return float(value)
+        return value if isinstance(value, annotation) else self._mismatch(value, annotation, path)
+
+    def _check_union(self, value: Any, annotation: Any, args: tuple, path: KeyPath) -> Any:
+        options = [a for a in args if a is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        if len(options) == 1:
+            return self.check(value, options[0], path)
+        for option in options:
+            trial = self.scratch()
+            checked = trial.check(value, option, path)
+            if not trial.problems:
+                return checked
+        return self._mismatch(value, annotation, path)
+
+    def _check_array(self, value: Any, annotation: Any, container: Any, args: tuple, path: KeyPath) -> Any:
+        if not isinstance(value, (list, tuple)):
+            return self._mismatch(value, annotation, path)
+        if container is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                return self.problem(path, f"{show(value)} has {len(value)} items: expected {describe(annotation)}")
+            checked = [self.check(v, a, path + (i,)) for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            item_type = args[0] if args else Any
+            checked = [self.check(v, item_type, path + (i,)) for i, v in enumerate(value)]
+        if any(c is INVALID for c in checked):
+            return INVALID
+        return tuple(checked) if container is tuple else checked
