@@ -1,0 +1,205 @@
+"""The shape of a recipe, as typed dataclasses the checker validates against.
+
+Sections that choose a component (``[generator]``, each loss, a discriminator) are tables
+with ``kind = "<registered name>"``; their other keys are checked against that component's
+schema. Keys the recipe itself reads (a loss's ``weight``) come from an options dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Annotated, Any
+
+from ..errors import RegistryError
+from ..schema import INVALID, Checker, KeyPath, Range, Schema, close_matches, describe, schema_of, show
+
+if TYPE_CHECKING:
+    from ..registry import Entry, Registry
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A component a recipe chose: its kind, registered name, checked parameters and recipe options."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+    options: Any = None
+    entry: Entry | None = field(default=None, repr=False, compare=False)
+
+    def build(self, registry: Registry) -> Any:
+        """Build the component (parameters were checked when the recipe was loaded)."""
+        entry = self.entry or registry.get(self.kind, self.name)
+        return registry.instantiate(entry, self.params)
+
+
+class RecipeChecker(Checker):
+    """A checker that knows the registry and the values a recipe gives every component (``scale``)."""
+
+    def __init__(self, registry: Registry, context: Mapping[str, Any], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.registry = registry
+        self.context = dict(context)
+
+
+@dataclass(frozen=True)
+class Component:
+    """Marks a recipe table that chooses a registered component: ``Annotated[ComponentSpec, Component("loss")]``."""
+
+    kind: str
+    options: type | None = None  # a dataclass of keys the recipe reads itself, e.g. LossOptions
+
+    def convert(self, value: Any, path: KeyPath, checker: RecipeChecker) -> Any:
+        entry = _chosen_entry(value, path, checker, self.kind, checker.registry.names(self.kind))
+        if entry is None:
+            return INVALID
+        try:
+            schema = entry.schema
+        except RegistryError as exc:
+            return checker.problem(path, str(exc))
+        options = schema_of(self.options).fields if self.options else {}
+        combined = Schema({**schema.fields, **options}, schema.open)
+        table = {k: v for k, v in value.items() if k != "kind"}
+        provided = {k: v for k, v in checker.context.items() if k in schema.fields}
+        for key, expected in provided.items():
+            if key in table and table[key] != expected:
+                return checker.problem(path + (key,), f"{show(table[key])} disagrees with the recipe's "
+                                       f"{key} = {show(expected)}: leave it out or make them equal")
+        checked = checker.check_table(table, combined, path, f'{self.kind} "{entry.name}"', provided)
+        if checked is INVALID:
+            return INVALID
+        params = {k: v for k, v in checked.items() if k not in options}
+        for f in schema.fields.values():  # show every default in the resolved recipe
+            if f.name not in params and _is_toml_value(f.default):
+                params[f.name] = f.default
+        chosen_options = self.options(**{k: v for k, v in checked.items() if k in options}) if self.options else None
+        return ComponentSpec(self.kind, entry.name, params, chosen_options, entry)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """Marks a table that chooses a torch/timm optimiser by name: ``{ kind = "adam", lr = 1e-4 }``.
+
+    A table without ``kind`` uses ``default`` (so ``--set stages[0].optimizer.lr=1e-3`` just works).
+    """
+
+    default: str = "adam"
+
+    def convert(self, value: Any, path: KeyPath, checker: Checker) -> Any:
+        import timm.optim
+
+        if isinstance(value, Mapping) and "kind" not in value:
+            value = {"kind": self.default, **value}
+        names = timm.optim.list_optimizers()
+        if _chosen_name(value, path, checker, "optimizer", names) is INVALID:
+            return INVALID
+        name = value["kind"]
+        schema = schema_of(timm.optim.get_optimizer_class(name, bind_defaults=False))
+        fields = {k: f for k, f in schema.fields.items() if k != "params"}
+        params = checker.check_table({k: v for k, v in value.items() if k != "kind"},
+                                     Schema(fields, schema.open), path, f'optimizer "{name}"')
+        return INVALID if params is INVALID else ComponentSpec("optimizer", name, params)
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """Keys of a loss table that the training engine reads itself."""
+
+    weight: float = 1.0
+
+
+def _default_optimizer() -> ComponentSpec:
+    return ComponentSpec("optimizer", "adam", {"lr": 1e-4})
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageSpec:
+    """One training stage: which losses, how long, with which optimiser, from which weights."""
+
+    name: str
+    steps: Annotated[int, Range(min=1)]
+    init_generator: Path | None = None  # a run directory or checkpoint to start the generator from
+    optimizer: Annotated[ComponentSpec, Optimizer()] = field(default_factory=_default_optimizer)
+    losses: list[Annotated[ComponentSpec, Component("loss", LossOptions)]]
+    discriminator: Annotated[ComponentSpec, Component("discriminator")] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.losses:
+            raise ValueError(f'stage "{self.name}" has no losses: add at least one, e.g. '
+                             'losses = [{ kind = "mse" }]')
+        if self.discriminator is None:
+            for i, loss in enumerate(self.losses):
+                if loss.entry is not None and getattr(loss.entry.factory, "needs_discriminator", False):
+                    raise ValueError(f'losses[{i}] ("{loss.name}") needs a discriminator: add '
+                                     'discriminator = { kind = "..." } to this stage')
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeSpec:
+    """A whole recipe, checked."""
+
+    name: str = ""  # defaults to the recipe file's name
+    seed: int = 0
+    scale: Annotated[int, Range(min=1)]
+    plugins: list[str] = field(default_factory=list)  # extra plugin modules (dotted names or .py files)
+    output_dir: Path = Path("runs")  # where run directories are made
+    generator: Annotated[ComponentSpec, Component("generator")]
+    stages: list[StageSpec]
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError('a recipe needs at least one [[stages]] table')
+        names = [stage.name for stage in self.stages]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"stage names must be unique; repeated: {', '.join(repeated)}")
+
+
+def to_toml_data(value: Any) -> Any:
+    """A checked recipe (or part of one) as plain TOML data; None values are left out."""
+    if isinstance(value, ComponentSpec):
+        options = to_toml_data(value.options) if value.options is not None else {}
+        return {"kind": value.name, **to_toml_data(value.params), **options}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_toml_data(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if getattr(value, f.name) is not None}
+    if isinstance(value, Mapping):
+        return {k: to_toml_data(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [to_toml_data(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+
+
+def _is_toml_value(value: Any) -> bool:
+    if isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_is_toml_value(v) for v in value)
+
+
+def _chosen_name(value: Any, path: KeyPath, checker: Checker, what: str, names: list[str]) -> Any:
+    """Check that ``value`` is a table whose ``kind`` names one of ``names``."""
+    if not isinstance(value, Mapping):
+        return checker.problem(path, f'{show(value)} is not a table: expected {{ kind = "<{what} name>", ... }}')
+    if "kind" not in value:
+        listed = ", ".join(names) if len(names) <= 20 else f"{len(names)} registered names"
+        return checker.problem(path + ("kind",), f"missing required key: the {what} to use ({listed})")
+    if not isinstance(value["kind"], str):
+        return checker.problem(path + ("kind",), f"{show(value['kind'])}: expected {describe(str)}")
+    if value["kind"] not in names:
+        return checker.problem(path + ("kind",), f'unknown {what} "{value["kind"]}"'
+                               f"{close_matches(value['kind'], names)}")
+    return value["kind"]
+
+
+def _chosen_entry(value: Any, path: KeyPath, checker: RecipeChecker, kind: str, names: list[str]) -> Entry | None:
+    if isinstance(value, Mapping) and isinstance(value.get("kind"), str) and value["kind"] not in names:
+        checker.problem(path + ("kind",), checker.registry.unknown_name_message(kind, value["kind"]))
+        return None
+    if _chosen_name(value, path, checker, kind, names) is INVALID:
+        return None
+    return checker.registry.get(kind, value["kind"])
