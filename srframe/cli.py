@@ -1,0 +1,159 @@
+"""The ``srframe`` command line: run | plugins | recipe.
+
+Library errors (SrframeError) become one readable message and exit code 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from .errors import SrframeError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except SrframeError as exc:
+        if args.debug:
+            raise
+        from rich.text import Text
+
+        _stderr().print(Text.assemble(("srframe: error: ", "bold red"), str(exc)))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _stderr().print("srframe: interrupted")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="srframe", description="Train, evaluate and deploy super-resolution models.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train, validate and checkpoint as a recipe says")
+    _recipe_arguments(run)
+    run.set_defaults(handler=_run)
+
+    plugins = commands.add_parser("plugins", help="list plugins, their status and their components")
+    plugins.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    plugins.set_defaults(handler=_plugins)
+
+    recipe = commands.add_parser("recipe", help="show or check a recipe")
+    recipe_commands = recipe.add_subparsers(title="recipe commands", required=True, metavar="COMMAND")
+    show = recipe_commands.add_parser("show", help="print the resolved recipe (bases merged, overrides applied)")
+    _recipe_arguments(show)
+    show.add_argument("--raw", action="store_true", help="print the merged recipe without checking it")
+    show.set_defaults(handler=_recipe_show)
+    check = recipe_commands.add_parser("check", help="check a recipe against the registered components")
+    _recipe_arguments(check)
+    check.set_defaults(handler=_recipe_check)
+    return parser
+
+
+def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="path to a recipe TOML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe value, e.g. --set stages[0].steps=10 (value read as TOML)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    raise SrframeError(f"recipe {recipe.document.root.label} is valid, but the training engine is not "
+                       "available yet in this version of srframe; `srframe recipe show` prints what it would run")
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from .plugins import host, registry
+
+    entries = registry.entries()
+    if args.json:
+        print(json.dumps({
+            "plugins": [{"name": p.name, "origin": str(p.origin), "status": p.status, "error": p.error,
+                         "components": [{"kind": k, "name": n} for k, n in p.components]}
+                        for p in host.plugins.values()],
+            "components": [{"kind": e.kind, "name": e.name, "origin": str(e.origin), "summary": e.summary}
+                           for e in entries],
+        }, indent=2))
+        return 0
+    from rich.markup import escape
+    from rich.table import Table
+
+    plugins = Table(title="Plugins", title_justify="left")
+    for column in ("plugin", "status", "origin", "components"):
+        plugins.add_column(column)
+    for info in host.plugins.values():
+        status = "[green]loaded[/]" if info.status == "loaded" else "[red]failed[/]"
+        detail = ", ".join(f"{kind} {name}" for kind, name in info.components) if info.status == "loaded" else info.error
+        plugins.add_row(escape(info.name), status, escape(str(info.origin)), escape(detail or "(none)"))
+    components = Table(title="Components", title_justify="left")
+    for column in ("kind", "name", "origin", "summary"):
+        components.add_column(column)
+    for entry in entries:
+        components.add_row(entry.kind, escape(entry.name), escape(str(entry.origin)), escape(entry.summary))
+    console = _stdout()
+    console.print(plugins)
+    console.print(components)
+    return 0
+
+
+def _recipe_show(args: argparse.Namespace) -> int:
+    if args.raw:
+        import tomli_w
+
+        from .recipe import load_document
+
+        print(tomli_w.dumps(load_document(args.recipe, args.overrides).data), end="")
+        return 0
+    from .recipe import load_recipe
+
+    print(load_recipe(args.recipe, args.overrides).to_toml(), end="")
+    return 0
+
+
+def _recipe_check(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe
+
+    spec = load_recipe(args.recipe, args.overrides).spec
+    lines = [f"ok: {args.recipe} (recipe {spec.name!r}, x{spec.scale}, generator {spec.generator.name})"]
+    for stage in spec.stages:
+        losses = ", ".join(f"{loss.name} x {loss.options.weight:g}" for loss in stage.losses)
+        adversary = f", discriminator {stage.discriminator.name}" if stage.discriminator else ""
+        lines.append(f"  stage {stage.name!r}: {stage.steps} steps, {stage.optimizer.name}, losses {losses}{adversary}")
+    _stdout().print("\n".join(lines), highlight=False, markup=False)
+    return 0
+
+
+def _configure_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=_stderr(), show_path=False)])
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
