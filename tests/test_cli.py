@@ -1,0 +1,75 @@
+"""The command line: output, exit codes, and errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from srframe.cli import main
+from srframe.errors import RecipeError
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "recipes" / "quickstart_x4.toml")
+
+
+def test_help_from_the_installed_console_script():
+    script = Path(sys.executable).parent / "srframe"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    for command in ("run", "plugins", "recipe"):
+        assert command in result.stdout
+
+
+def test_plugins_json_lists_the_reference_plugins(capsys):
+    assert main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    plugins = {p["name"]: p for p in listing["plugins"]}
+    assert plugins["srresnet"]["status"] == "loaded"
+    assert {"kind": "generator", "name": "srresnet"} in plugins["srresnet"]["components"]
+    assert plugins["srgan"]["origin"].startswith("srframe ")
+    assert {(c["kind"], c["name"]) for c in listing["components"]} >= {("loss", "mse"), ("generator", "srresnet")}
+
+
+def test_plugins_table(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "srresnet" in out and "loaded" in out and "charbonnier" in out
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_checks(recipe, capsys):
+    assert main(["recipe", "check", str(recipe)]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_recipe_show_prints_the_resolved_recipe(capsys):
+    assert main(["recipe", "show", QUICKSTART, "--set", "stages[0].steps=7"]) == 0
+    resolved = tomllib.loads(capsys.readouterr().out)
+    assert resolved["name"] == "quickstart_x4" and resolved["stages"][0]["steps"] == 7
+    assert resolved["generator"]["num_blocks"] == 4 and resolved["generator"]["scale"] == 4
+    assert main(["recipe", "show", "--raw", QUICKSTART]) == 0
+    raw = tomllib.loads(capsys.readouterr().out)
+    assert raw["generator"] == {"kind": "srresnet", "num_blocks": 4, "channels": 32}
+
+
+def test_errors_are_one_message_and_exit_code_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('scale = 4\n[generator]\nkind = "srresnet"\nnum_block = 3\n')
+    assert main(["recipe", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "srframe: error:" in err and "generator.num_block" in err and 'did you mean "num_blocks"' in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(RecipeError):
+        main(["--debug", "recipe", "check", str(tmp_path / "missing.toml")])
+
+
+def test_run_checks_the_recipe_then_says_the_engine_is_missing(capsys):
+    assert main(["run", QUICKSTART]) == 2
+    assert "training engine is not available yet" in capsys.readouterr().err
