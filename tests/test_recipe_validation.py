@@ -54,7 +54,7 @@ def load(host, installed, write):
     installed("typed-losses", {"typed_losses": TYPED}, {})
 
     def load_text(text: str, overrides=None, name: str = "recipe.toml"):
-        return load_recipe(write(name, text), overrides, registry=host.registry, host=host)
+        return load_recipe(write(name, text), overrides, host=host)
 
     return load_text
 
@@ -66,13 +66,21 @@ def problems(load, text: str) -> dict[str, str]:
     return {p.path: p.message for p in excinfo.value.problems}
 
 
-def test_valid_recipe_builds_a_typed_spec(load):
+def test_valid_recipe_builds_a_typed_spec(load, host):
     spec = load(BASE).spec
     assert spec.name == "recipe" and spec.scale == 4
     assert spec.generator.params["scale"] == 4  # the recipe's scale reaches components that take one
     assert spec.generator.params["num_blocks"] == 2 and spec.generator.params["channels"] == 64
     assert spec.stages[0].losses[0].options.weight == 1.0
     assert spec.stages[0].optimizer.name == "adam"
+    generator = spec.generator.build(host.registry)
+    assert type(generator).__name__ == "SRResNet" and len(generator.body) == 2 + 2  # blocks + conv + BN
+
+
+def test_recipe_plugins_are_loaded_and_recorded(load, host):
+    spec = load(BASE.replace('[{ kind = "mse" }]', '[{ kind = "typed" }]')).spec
+    assert spec.plugins == ["typed_losses"]
+    assert host.plugins["typed_losses"].components == [("loss", "adv"), ("loss", "typed")]
 
 
 def test_unknown_key_suggests_and_lists_known_keys(load):

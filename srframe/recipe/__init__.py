@@ -16,7 +16,6 @@ import tomli_w
 
 from ..errors import PluginError, Problem, RecipeError
 from ..plugins import PluginHost
-from ..registry import Registry
 from ..schema import format_path
 from .layers import Layered, Source, load_layers, parse_assignment, parse_key_path
 from .spec import ComponentSpec, LossOptions, RecipeChecker, RecipeSpec, StageSpec, to_toml_data
@@ -62,17 +61,17 @@ def load_document(path: str | Path, overrides: Overrides = None) -> Layered:
     return document
 
 
-def load_recipe(path: str | Path, overrides: Overrides = None, *,
-                registry: Registry | None = None, host: PluginHost | None = None) -> Recipe:
-    """Read, merge, override and check a recipe; raises RecipeError listing every problem."""
-    if registry is None or host is None:
-        from ..plugins import host as default_host, registry as default_registry
+def load_recipe(path: str | Path, overrides: Overrides = None, *, host: PluginHost | None = None) -> Recipe:
+    """Read, merge, override and check a recipe; raises RecipeError listing every problem.
 
-        registry, host = registry or default_registry, host or default_host
+    ``host`` holds the registry to check against (default: srframe's own).
+    """
+    if host is None:
+        from ..plugins import host
     document = load_document(path, overrides)
     _load_plugins(document, host)
     context = {"scale": document.data["scale"]} if isinstance(document.data.get("scale"), int) else {}
-    checker = RecipeChecker(registry, context,
+    checker = RecipeChecker(host.registry, context,
                             source_of=lambda p: document.source_of(p).label,
                             base_dir_of=lambda p: document.source_of(p).base_dir)
     spec = checker.check(document.data, RecipeSpec, ())

@@ -8,7 +8,7 @@ schema. Keys the recipe itself reads (a loss's ``weight``) come from an options 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Annotated, Any
@@ -53,9 +53,12 @@ class Component:
     options: type | None = None  # a dataclass of keys the recipe reads itself, e.g. LossOptions
 
     def convert(self, value: Any, path: KeyPath, checker: RecipeChecker) -> Any:
-        entry = _chosen_entry(value, path, checker, self.kind, checker.registry.names(self.kind))
-        if entry is None:
+        registry = checker.registry
+        name = _chosen_name(value, path, checker, self.kind, registry.names(self.kind),
+                            lambda unknown: registry.unknown_name_message(self.kind, unknown))
+        if name is INVALID:
             return INVALID
+        entry = registry.get(self.kind, name)
         try:
             schema = entry.schema
         except RegistryError as exc:
@@ -94,9 +97,9 @@ class Optimizer:
         if isinstance(value, Mapping) and "kind" not in value:
             value = {"kind": self.default, **value}
         names = timm.optim.list_optimizers()
-        if _chosen_name(value, path, checker, "optimizer", names) is INVALID:
+        name = _chosen_name(value, path, checker, "optimizer", names)
+        if name is INVALID:
             return INVALID
-        name = value["kind"]
         schema = schema_of(timm.optim.get_optimizer_class(name, bind_defaults=False))
         fields = {k: f for k, f in schema.fields.items() if k != "params"}
         params = checker.check_table({k: v for k, v in value.items() if k != "kind"},
@@ -181,25 +184,18 @@ def _is_toml_value(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_is_toml_value(v) for v in value)
 
 
-def _chosen_name(value: Any, path: KeyPath, checker: Checker, what: str, names: list[str]) -> Any:
-    """Check that ``value`` is a table whose ``kind`` names one of ``names``."""
+def _chosen_name(value: Any, path: KeyPath, checker: Checker, what: str, names: list[str],
+                 unknown: Callable[[str], str] | None = None) -> Any:
+    """The ``kind`` of table ``value`` if it names one of ``names``; INVALID (with a problem) otherwise."""
     if not isinstance(value, Mapping):
         return checker.problem(path, f'{show(value)} is not a table: expected {{ kind = "<{what} name>", ... }}')
     if "kind" not in value:
         listed = ", ".join(names) if len(names) <= 20 else f"{len(names)} registered names"
         return checker.problem(path + ("kind",), f"missing required key: the {what} to use ({listed})")
-    if not isinstance(value["kind"], str):
-        return checker.problem(path + ("kind",), f"{show(value['kind'])}: expected {describe(str)}")
-    if value["kind"] not in names:
-        return checker.problem(path + ("kind",), f'unknown {what} "{value["kind"]}"'
-                               f"{close_matches(value['kind'], names)}")
-    return value["kind"]
-
-
-def _chosen_entry(value: Any, path: KeyPath, checker: RecipeChecker, kind: str, names: list[str]) -> Entry | None:
-    if isinstance(value, Mapping) and isinstance(value.get("kind"), str) and value["kind"] not in names:
-        checker.problem(path + ("kind",), checker.registry.unknown_name_message(kind, value["kind"]))
-        return None
-    if _chosen_name(value, path, checker, kind, names) is INVALID:
-        return None
-    return checker.registry.get(kind, value["kind"])
+    name = value["kind"]
+    if not isinstance(name, str):
+        return checker.problem(path + ("kind",), f"{show(name)}: expected {describe(str)}")
+    if name not in names:
+        message = unknown(name) if unknown else f'unknown {what} "{name}"{close_matches(name, names)}'
+        return checker.problem(path + ("kind",), message)
+    return name
