@@ -1,12 +1,17 @@
-"""SRGAN's losses (Ledig et al., CVPR 2017) as a srframe plugin: pixel losses ``mse``, ``l1``, ``charbonnier``."""
+"""SRGAN (Ledig et al., CVPR 2017) as a srframe plugin: discriminator ``srgan``; losses ``mse``, ``l1``,
+``charbonnier`` and ``adversarial``."""
 
 import srframe
 
+from .adversarial import AdversarialLoss
+from .discriminator import SRGANDiscriminator
 from .pixel import CharbonnierLoss, L1Loss, MSELoss
 
 
 @srframe.hookimpl
 def srframe_register(registry):
+    registry.add("discriminator", "srgan", SRGANDiscriminator)
     registry.add("loss", "mse", MSELoss)
     registry.add("loss", "l1", L1Loss)
     registry.add("loss", "charbonnier", CharbonnierLoss)
+    registry.add("loss", "adversarial", AdversarialLoss)

@@ -1,60 +1,90 @@
 """The SRResNet generator of Ledig et al., "Photo-Realistic Single Image Super-Resolution
-Using a Generative Adversarial Network" (CVPR 2017), Figure 4."""
+Using a Generative Adversarial Network" (CVPR 2017), Figure 4.
+
+The defaults are the paper's. ``norm = "none"`` with ``skip = "bicubic"`` gives the no-BN
+MSRResNet family (Wang et al., ESRGAN), which trains much faster on small budgets.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from srframe import ops
 from srframe.interfaces import Generator
+
+Norm = Literal["batch", "none"]
+Activation = Literal["prelu", "relu", "leaky_relu"]
+Skip = Literal["none", "bicubic", "bilinear"]
+
+
+def _activation(kind: Activation) -> nn.Module:
+    if kind == "prelu":
+        return nn.PReLU()
+    return nn.ReLU(inplace=True) if kind == "relu" else nn.LeakyReLU(0.2, inplace=True)
+
+
+def _conv_norm(channels: int, norm: Norm) -> list[nn.Module]:
+    """A 3x3 conv, followed by BN when ``norm == "batch"`` (then the conv needs no bias)."""
+    batch = norm == "batch"
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=not batch)
+    return [conv, nn.BatchNorm2d(channels)] if batch else [conv]
 
 
 class ResidualBlock(nn.Module):
-    """3x3 conv, BN, PReLU, 3x3 conv, BN, plus the identity."""
+    """3x3 conv, BN, activation, 3x3 conv, BN, plus the identity."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm: Norm = "batch", activation: Activation = "prelu"):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.PReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
+        self.body = nn.Sequential(*_conv_norm(channels, norm), _activation(activation),
+                                  *_conv_norm(channels, norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
-def _upsampler(channels: int, scale: int) -> nn.Sequential:
-    """log2(scale) stages of (3x3 conv to 4x the maps, x2 sub-pixel shuffle, PReLU); one x3 stage for scale 3."""
-    factors = [3] if scale == 3 else [2] * int(math.log2(scale))
-    layers: list[nn.Module] = []
-    for factor in factors:
-        layers += [nn.Conv2d(channels, channels * factor**2, 3, padding=1), nn.PixelShuffle(factor), nn.PReLU()]
-    return nn.Sequential(*layers)
+class Upsample(nn.Module):
+    """3x3 conv to ``factor``^2 times the maps, sub-pixel shuffle by ``factor``, activation."""
+
+    def __init__(self, channels: int, factor: int, activation: Activation):
+        super().__init__()
+        self.factor = factor
+        self.conv = nn.Conv2d(channels, channels * factor**2, 3, padding=1)
+        self.act = _activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if isinstance(self.act, nn.PReLU):
+            return ops.pixel_shuffle_prelu(x, self.act.weight, self.factor)
+        return self.act(F.pixel_shuffle(x, self.factor))
 
 
 class SRResNet(Generator):
     """SRResNet: 9x9 head, B residual blocks with a global skip, sub-pixel upsampling, 9x9 tail."""
 
-    def __init__(self, scale: int = 4, num_blocks: int = 16, channels: int = 64,
-                 in_channels: int = 3, out_channels: int = 3):
+    def __init__(self, scale: int = 4, num_blocks: int = 16, channels: int = 64, norm: Norm = "batch",
+                 activation: Activation = "prelu", skip: Skip = "none", in_channels: int = 3, out_channels: int = 3):
         super().__init__()
         if scale not in (2, 3, 4, 8):
             raise ValueError(f"SRResNet supports scale 2, 3, 4 or 8, not {scale}")
-        self.scale, self.in_channels, self.out_channels = scale, in_channels, out_channels
-        self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU())
-        self.body = nn.Sequential(
-            *(ResidualBlock(channels) for _ in range(num_blocks)),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
-        self.upsample = _upsampler(channels, scale)
+        if skip != "none" and in_channels != out_channels:
+            raise ValueError(f"skip = {skip!r} adds the upsampled input to the output, so in_channels "
+                             f"({in_channels}) must equal out_channels ({out_channels})")
+        self.scale, self.in_channels, self.out_channels, self.skip = scale, in_channels, out_channels, skip
+        self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), _activation(activation))
+        self.body = nn.Sequential(*(ResidualBlock(channels, norm, activation) for _ in range(num_blocks)),
+                                  *_conv_norm(channels, norm))
+        factors = [3] if scale == 3 else [2] * int(math.log2(scale))
+        self.upsample = nn.Sequential(*(Upsample(channels, f, activation) for f in factors))
         self.tail = nn.Conv2d(channels, out_channels, 9, padding=4)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         features = self.head(lr)
-        return self.tail(self.upsample(features + self.body(features)))
+        sr = self.tail(self.upsample(features + self.body(features)))
+        if self.skip != "none":
+            sr = sr + F.interpolate(lr, scale_factor=self.scale, mode=self.skip, align_corners=False)
+        return sr
