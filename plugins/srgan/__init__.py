@@ -1,11 +1,12 @@
 """SRGAN (Ledig et al., CVPR 2017) as a srframe plugin: discriminator ``srgan``; losses ``mse``, ``l1``,
-``charbonnier`` and ``adversarial``."""
+``charbonnier``, ``vgg`` (content) and ``adversarial``."""
 
 import srframe
 
 from .adversarial import AdversarialLoss
 from .discriminator import SRGANDiscriminator
 from .pixel import CharbonnierLoss, L1Loss, MSELoss
+from .vgg import VGGLoss
 
 
 @srframe.hookimpl
@@ -14,4 +15,5 @@ def srframe_register(registry):
     registry.add("loss", "mse", MSELoss)
     registry.add("loss", "l1", L1Loss)
     registry.add("loss", "charbonnier", CharbonnierLoss)
+    registry.add("loss", "vgg", VGGLoss)
     registry.add("loss", "adversarial", AdversarialLoss)
