@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
+from .component_files import load_component, load_generator, save_component
 from .errors import SrframeError
 from .plugins import hookimpl, registry
 from .recipe import Recipe, load_recipe
@@ -19,8 +20,8 @@ register = registry.register
 
 _INTERFACE_NAMES = ("Generator", "Discriminator", "Loss", "LossContext", "Degradation")
 
-__all__ = ["Recipe", "SrframeError", "build", "errors", "hookimpl", "load_recipe", "register", "registry",
-           *_INTERFACE_NAMES]
+__all__ = ["Recipe", "SrframeError", "build", "errors", "hookimpl", "load_component", "load_generator", "load_recipe",
+           "register", "registry", "save_component", *_INTERFACE_NAMES]
 
 
 def build(kind: str, name: str, /, **params: Any) -> Any:

@@ -53,6 +53,15 @@ class Entry:
         return doc.splitlines()[0] if doc else ""
 
 
+@dataclass(frozen=True)
+class BuiltFrom:
+    """How a component was built: kept on it as ``srframe_built_from`` so it can be saved and rebuilt."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+
+
 class Registry:
     """Components by kind and name."""
 
@@ -137,7 +146,10 @@ class Registry:
         return self.instantiate(entry, checked)
 
     def instantiate(self, entry: Entry, params: Mapping[str, Any]) -> Any:
-        """Call the factory with already checked parameters and check the result's interface."""
+        """Call the factory with already checked parameters and check the result's interface.
+
+        The result remembers how it was built (``srframe_built_from``) where it can hold an attribute.
+        """
         component = entry.factory(**params)
         interface_name = _INTERFACES.get(entry.kind)
         if interface_name:
@@ -145,6 +157,8 @@ class Registry:
             if not isinstance(component, interface):
                 raise RegistryError(f'{entry.kind} "{entry.name}" from {entry.origin} built a '
                                     f"{type(component).__name__}, not a srframe.{interface_name}")
+        with contextlib.suppress(AttributeError, TypeError):
+            component.srframe_built_from = BuiltFrom(entry.kind, entry.name, dict(params))
         return component
 
     @contextlib.contextmanager

@@ -1,0 +1,100 @@
+"""Saving and loading built components (generators, discriminators) as safetensors files.
+
+A component file holds the module's weights and, in its metadata, the registered kind, name
+and parameters it was built with, so it can be rebuilt without the recipe that made it::
+
+    srframe.save_component(G, "srresnet_x4.safetensors")
+    G = srframe.load_generator("srresnet_x4.safetensors")   # or a run directory
+
+A run directory keeps its generator as ``generator.safetensors`` at the top (the final
+weights) and in each checkpoint folder ``checkpoints/<step>/``; the newest is used when the
+top-level file is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError, SrframeError
+from .registry import BuiltFrom
+
+FORMAT = "srframe.component/1"
+GENERATOR_FILE = "generator.safetensors"
+
+
+def save_component(component: Any, path: str | Path) -> Path:
+    """Write ``component``'s weights and how it was built to ``path`` (written whole or not at all)."""
+    from safetensors.torch import save_model
+
+    built_from: BuiltFrom | None = getattr(component, "srframe_built_from", None)
+    if built_from is None:
+        raise CheckpointError(f"cannot save a {type(component).__name__}: it was not built by srframe.build or a recipe, "
+                              "so how to rebuild it is unknown; build it with srframe.build(kind, name, ...)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    metadata = {"format": FORMAT, "kind": built_from.kind, "name": built_from.name,
+                "params": json.dumps(built_from.params, default=str)}
+    save_model(component, str(partial), metadata=metadata)
+    os.replace(partial, path)
+    return path
+
+
+def load_component(path: str | Path, kind: str | None = None, *, registry: Any = None) -> Any:
+    """Rebuild the component saved at ``path`` and load its weights; ``kind`` checks what it is."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+
+    if registry is None:
+        from .plugins import registry
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"component file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for a file that is not safetensors
+        raise CheckpointError(f"{path} is not a safetensors file: {exc}") from exc
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path} has no srframe metadata (format {FORMAT!r}), so how to build its model is "
+                              "unknown: build the model with srframe.build(...) and load the weights with "
+                              "safetensors.torch.load_model(model, path)")
+    if kind is not None and metadata["kind"] != kind:
+        raise CheckpointError(f"{path} holds a {metadata['kind']} ({metadata['name']}), not a {kind}")
+    try:
+        component = registry.build(metadata["kind"], metadata["name"], json.loads(metadata["params"]), source=str(path))
+    except SrframeError as exc:
+        raise CheckpointError(f"cannot rebuild the {metadata['kind']} saved in {path}: {exc}") from exc
+    try:
+        load_model(component, str(path))
+    except RuntimeError as exc:
+        raise CheckpointError(f"the weights in {path} do not fit {metadata['kind']} \"{metadata['name']}\": {exc}") from exc
+    return component
+
+
+def load_generator(path: str | Path) -> Any:
+    """The generator in a component file, a checkpoint folder or a run directory, in eval mode."""
+    return load_component(find_generator_file(Path(path)), "generator").eval()
+
+
+def find_generator_file(path: Path) -> Path:
+    """``path`` itself if a file; else the run directory's or checkpoint folder's generator file."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CheckpointError(f"no such file or run directory: {path}")
+    if (path / GENERATOR_FILE).is_file():
+        return path / GENERATOR_FILE
+    checkpoints = sorted((path / "checkpoints").glob(f"*/{GENERATOR_FILE}"), key=lambda p: _step_of(p.parent.name))
+    if checkpoints:
+        return checkpoints[-1]
+    raise CheckpointError(f"{path} holds no generator: expected {path / GENERATOR_FILE} or "
+                          f"{path / 'checkpoints' / '<step>' / GENERATOR_FILE}")
+
+
+def _step_of(folder_name: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in folder_name if ch.isdigit())
+    return (int(digits) if digits else -1, folder_name)
