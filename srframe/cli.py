@@ -1,4 +1,4 @@
-"""The ``srframe`` command line: run | plugins | recipe.
+"""The ``srframe`` command line: run | plugins | recipe | weights.
 
 Library errors (SrframeError) become one readable message and exit code 2; ``--debug``
 shows the traceback instead.
@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     check = recipe_commands.add_parser("check", help="check a recipe against the registered components")
     _recipe_arguments(check)
     check.set_defaults(handler=_recipe_check)
+
+    weights = commands.add_parser("weights", help="find or fetch pretrained weights (VGG for the content loss)")
+    weights_commands = weights.add_subparsers(title="weights commands", required=True, metavar="COMMAND")
+    listing = weights_commands.add_parser("list", help="where each backbone's weights are looked for, and what is there")
+    listing.set_defaults(handler=_weights_list)
+    fetch = weights_commands.add_parser("fetch", help="put a backbone's ImageNet weights into the cache")
+    fetch.add_argument("backbone", choices=["vgg16", "vgg19"])
+    fetch.set_defaults(handler=_weights_fetch)
     return parser
 
 
@@ -133,6 +141,30 @@ def _recipe_check(args: argparse.Namespace) -> int:
         adversary = f", discriminator {stage.discriminator.name}" if stage.discriminator else ""
         lines.append(f"  stage {stage.name!r}: {stage.steps} steps, {stage.optimizer.name}, losses {losses}{adversary}")
     _stdout().print("\n".join(lines), highlight=False, markup=False)
+    return 0
+
+
+def _weights_list(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .weights import TORCHVISION_URLS, known_locations
+
+    table = Table(title="Pretrained weights (looked for in this order)", title_justify="left")
+    for column in ("backbone", "place", "path", "present"):
+        table.add_column(column, overflow="fold")
+    for backbone in TORCHVISION_URLS:
+        for place, path in known_locations(backbone):
+            table.add_row(backbone, place, escape(str(path)), "[green]yes[/]" if path.is_file() else "no")
+    _stdout().print(table)
+    return 0
+
+
+def _weights_fetch(args: argparse.Namespace) -> int:
+    from .weights import find_vgg_weights, sha256
+
+    path = find_vgg_weights(args.backbone)
+    _stdout().print(f"{args.backbone}: {path} (sha256 {sha256(path)})", highlight=False, markup=False)
     return 0
 
 

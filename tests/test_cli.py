@@ -20,7 +20,7 @@ QUICKSTART = str(ROOT / "recipes" / "quickstart_x4.toml")
 def test_help_from_the_installed_console_script():
     script = Path(sys.executable).parent / "srframe"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
-    for command in ("run", "plugins", "recipe"):
+    for command in ("run", "plugins", "recipe", "weights"):
         assert command in result.stdout
 
 
@@ -73,3 +73,19 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_run_checks_the_recipe_then_says_the_engine_is_missing(capsys):
     assert main(["run", QUICKSTART]) == 2
     assert "training engine is not available yet" in capsys.readouterr().err
+
+
+def test_weights_list_shows_where_weights_are_looked_for(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SRFRAME_CACHE", str(tmp_path))
+    (tmp_path / "vgg16_features.safetensors").write_bytes(b"")
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "torch hub cache" in out and "srframe cache" in out and "yes" in out
+
+
+def test_weights_fetch_offline_explains_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("SRFRAME_OFFLINE", "1")
+    assert main(["weights", "fetch", "vgg19"]) == 2
+    err = capsys.readouterr().err
+    assert "no ImageNet weights for vgg19" in err and "vgg19-dcbb9e9d.pth" in err
