@@ -89,3 +89,23 @@ def test_weights_fetch_offline_explains_the_fix(tmp_path, monkeypatch, capsys):
     assert main(["weights", "fetch", "vgg19"]) == 2
     err = capsys.readouterr().err
     assert "no ImageNet weights for vgg19" in err and "vgg19-dcbb9e9d.pth" in err
+
+
+def test_a_recipe_using_every_reference_component_checks(write, capsys):
+    recipe = write("all.toml", """
+        scale = 4
+        [generator]
+        kind = "srresnet"
+        [[stages]]
+        name = "pixel"
+        steps = 1
+        losses = [{ kind = "mse" }, { kind = "l1" }, { kind = "charbonnier", eps = 1e-6 }]
+        [[stages]]
+        name = "gan"
+        steps = 1
+        discriminator = { kind = "srgan" }
+        losses = [{ kind = "vgg", layers = ["relu2_2", "relu5_4"] }, { kind = "adversarial", mode = "hinge", weight = 1e-3 }]
+        """)
+    assert main(["recipe", "check", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "losses mse x 1, l1 x 1, charbonnier x 1" in out and "vgg x 1, adversarial x 0.001, discriminator srgan" in out
