@@ -51,6 +51,7 @@ class Component:
 
     kind: str
     options: type | None = None  # a dataclass of keys the recipe reads itself, e.g. LossOptions
+    given: tuple[tuple[str, Any], ...] = ()  # parameter values this section sets, e.g. (("mode", "val"),)
 
     def convert(self, value: Any, path: KeyPath, checker: RecipeChecker) -> Any:
         registry = checker.registry
@@ -66,7 +67,7 @@ class Component:
         options = schema_of(self.options).fields if self.options else {}
         combined = Schema({**schema.fields, **options}, schema.open)
         table = {k: v for k, v in value.items() if k != "kind"}
-        provided = {k: v for k, v in checker.context.items() if k in schema.fields}
+        provided = {k: v for k, v in (*checker.context.items(), *self.given) if k in schema.fields}
         for key, expected in provided.items():
             if key in table and table[key] != expected:
                 return checker.problem(path + (key,), f"{show(table[key])} disagrees with the recipe's "
@@ -140,6 +141,31 @@ class StageSpec:
                                      'discriminator = { kind = "..." } to this stage')
 
 
+@dataclass(frozen=True)
+class LoaderOptions:
+    """Keys of ``[data.train]`` that the loader reads (the rest go to the dataset)."""
+
+    batch_size: Annotated[int, Range(min=1)] = 16
+    num_workers: Annotated[int, Range(min=0)] = 2  # worker processes decoding and cropping
+    pin_memory: bool = True  # used when training on CUDA
+
+
+@dataclass(frozen=True)
+class ValLoaderOptions:
+    """Keys of ``[data.val]`` that the loader reads; validation goes one whole image at a time."""
+
+    num_workers: Annotated[int, Range(min=0)] = 0
+    pin_memory: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """``[data.train]``: the training patches; ``[data.val]``: whole images to validate on (optional)."""
+
+    train: Annotated[ComponentSpec, Component("dataset", LoaderOptions, given=(("mode", "train"),))]
+    val: Annotated[ComponentSpec, Component("dataset", ValLoaderOptions, given=(("mode", "val"),))] | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class RecipeSpec:
     """A whole recipe, checked."""
@@ -150,9 +176,13 @@ class RecipeSpec:
     plugins: list[str] = field(default_factory=list)  # extra plugin modules (dotted names or .py files)
     output_dir: Path = Path("runs")  # where run directories are made
     generator: Annotated[ComponentSpec, Component("generator")]
+    degradation: Annotated[ComponentSpec, Component("degradation")] | None = None  # None: bicubic at the scale
+    data: DataSpec | None = None
     stages: list[StageSpec]
 
     def __post_init__(self) -> None:
+        if self.degradation is None:  # frozen, so set the default the way dataclasses do
+            object.__setattr__(self, "degradation", ComponentSpec("degradation", "bicubic", {"scale": self.scale}))
         if not self.stages:
             raise ValueError('a recipe needs at least one [[stages]] table')
         names = [stage.name for stage in self.stages]
