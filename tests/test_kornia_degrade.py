@@ -3,7 +3,9 @@ seedable and shaped right, and their recipe parameters are checked."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import re
+from pathlib import Path
 
 import kornia
 import numpy as np
@@ -170,7 +172,7 @@ def test_random_resize_scales_the_batch_by_its_kind(photos, kind, low, high):
 
 
 def test_matlab_bicubic_mode_uses_srframe_imresize_when_there(photos):
-    if importlib.util.find_spec("srframe.degrade") and hasattr(__import__("srframe.degrade").degrade, "imresize"):
+    if hasattr(importlib.import_module("srframe.degrade"), "imresize"):
         from srframe.degrade import imresize
 
         out = stages.resize(photos, (24, 24), ("matlab_bicubic",), draw())
@@ -274,3 +276,16 @@ def test_bad_parameters_are_clear_errors(params, message):
 def test_settings_built_in_python_are_checked_too():
     with pytest.raises(RecipeError, match="prob: 1.5 is out of range"):
         Noise(prob=1.5)
+
+
+def test_the_documented_recipe_example_loads_and_runs(tmp_path, photos):
+    docs = (Path(__file__).parents[1] / "docs" / "degradations.md").read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", docs, re.S).group(1)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(example + '\n[generator]\nkind = "srresnet"\n\n[[stages]]\nname = "l1"\nsteps = 1\n'
+                      'losses = [{ kind = "l1" }]\n', encoding="utf-8")
+    spec = srframe.load_recipe(recipe, overrides={"degradation.noise.prob": 0.5}).spec.degradation
+    assert spec.name == "kornia_second_order" and spec.params["noise"].prob == 0.5
+    degrade = spec.build(srframe.registry)
+    assert degrade.scale == 4 and degrade.blur2.prob == 0.8 and degrade.blur2.sigma == (0.2, 1.5)
+    assert degrade(photos, torch.Generator().manual_seed(0)).shape == (16, 3, 24, 24)

@@ -94,33 +94,39 @@ def interpolate(x: torch.Tensor, size: Size, mode: str) -> torch.Tensor:
 
 
 def add_noise(x: torch.Tensor, settings: Noise, draw: Draw) -> torch.Tensor:
-    """Add Gaussian or Poisson noise, grey or per channel, to the samples chosen with ``settings.prob``."""
+    """Add Gaussian or Poisson noise, grey or per channel, to the samples chosen with ``settings.prob``.
+
+    Each of the four kinds of noise is drawn only for the samples that get it.
+    """
     n = x.shape[0]
     applied = draw.bernoulli(settings.prob, n)
     poisson = draw.bernoulli(settings.poisson_prob, n)
     gray = draw.bernoulli(settings.gray_prob, n)
     sigma = draw.uniform(settings.sigma, n) / 255.0
     scale = draw.uniform(settings.poisson_scale, n)
+    noise = torch.zeros_like(x)
+    for is_poisson in (False, True):
+        for is_gray in (False, True):
+            members = (applied & (poisson == is_poisson) & (gray == is_gray)).nonzero().squeeze(1)
+            if len(members) == 0:
+                continue
+            at = members.to(x.device)
+            part = x[at]
+            if is_poisson:
+                clean = part.clamp(0, 1)
+                if is_gray:
+                    clean = kornia.color.rgb_to_grayscale(clean) if x.shape[1] == 3 else clean.mean(1, keepdim=True)
+                field = (draw.poisson(clean * POISSON_LEVELS) / POISSON_LEVELS - clean) * _column(scale[members], x)
+            else:
+                shape = (len(members), 1 if is_gray else x.shape[1], *x.shape[2:])
+                field = draw.normal(shape, x.dtype) * _column(sigma[members], x)
+            noise[at] = field.expand_as(part)
+    return x + noise
 
-    def noisy(members: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
-        m, c, h, w = part.shape
 
-        def per_sample(values: torch.Tensor) -> torch.Tensor:
-            return values[members].to(part.device, part.dtype)[:, None, None, None]
-
-        is_gray = per_sample(gray).bool()
-        gaussian = torch.where(is_gray, draw.normal((m, 1, h, w), part.dtype), draw.normal((m, c, h, w), part.dtype))
-        clean = part.clamp(0, 1)
-        luma = kornia.color.rgb_to_grayscale(clean) if c == 3 else clean.mean(1, keepdim=True)
-        shot = torch.where(is_gray, _poisson_noise(luma, draw), _poisson_noise(clean, draw))
-        noise = torch.where(per_sample(poisson).bool(), shot * per_sample(scale), gaussian * per_sample(sigma))
-        return part + noise
-
-    return on_samples(x, applied, noisy)
-
-
-def _poisson_noise(x: torch.Tensor, draw: Draw) -> torch.Tensor:
-    return draw.poisson(x * POISSON_LEVELS) / POISSON_LEVELS - x
+def _column(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample values from the CPU as an (m, 1, 1, 1) tensor on ``like``'s device."""
+    return values.to(like.device, like.dtype)[:, None, None, None]
 
 
 def jpeg(x: torch.Tensor, settings: Jpeg, draw: Draw) -> torch.Tensor:
