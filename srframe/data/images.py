@@ -15,6 +15,7 @@ The rules (also in docs/data.md):
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ import torch
 from ..errors import DataError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_ORIENTATION = 0x0112
+_EXIF_IN_HEADER = ("JPEG", "MPO", "WEBP", "TIFF")  # a PNG may keep EXIF after its pixels
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,14 @@ class ImageInfo:
     """What an image file's header says, read without decoding the pixels."""
 
     path: Path
-    width: int
+    width: int  # as decoded, after the EXIF orientation
     height: int
-    channels: int  # after the alpha and grey rules, with rgb=True: always 3
-    bytes_per_sample: int  # 1 (uint8) or 2 (uint16)
+    bit_depth: int  # 8 or 16
 
     @property
     def decoded_bytes(self) -> int:
-        return self.width * self.height * self.channels * self.bytes_per_sample
+        """Bytes of the (3, H, W) tensor :func:`read_image` makes of it."""
+        return self.width * self.height * 3 * self.bit_depth // 8
 
 
 def probe_image(path: str | Path) -> ImageInfo:
@@ -49,7 +52,11 @@ def probe_image(path: str | Path) -> ImageInfo:
     path = Path(path)
     with _reading(path), Image.open(path) as image:
         width, height = image.size
-    return ImageInfo(path, width, height, 3, 2 if _is_16bit_png(path) else 1)
+        rotated = image.format in _EXIF_IN_HEADER and image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        if rotated:  # stored turned by 90 degrees
+            width, height = height, width
+        sixteen = _is_16bit_png(path) or image.mode.startswith("I")
+    return ImageInfo(path, width, height, 16 if sixteen else 8)
 
 
 def read_image(path: str | Path, *, rgb: bool = True) -> torch.Tensor:
@@ -73,7 +80,8 @@ def from_array(array: np.ndarray, *, rgb: bool = True) -> torch.Tensor:
     array = _composite_alpha(array)
     if rgb and array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    chw = np.ascontiguousarray(array.transpose(2, 0, 1))
+    return torch.from_numpy(chw if chw.flags.writeable else chw.copy())
 
 
 def to_float(images: torch.Tensor, device: torch.device | str | None = None,
@@ -119,19 +127,20 @@ def _reading(path: Path) -> Iterator[None]:
 def _is_16bit_png(path: Path) -> bool:
     with open(path, "rb") as file:
         head = file.read(26)
-    return head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16
+    return len(head) == 26 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16
 
 
 def _decode_16bit_png(path: Path) -> np.ndarray:
     import torchvision.io
 
-    data = torchvision.io.read_file(str(path))
-    image = torchvision.io.decode_png(data, torchvision.io.ImageReadMode.UNCHANGED)
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of torchcodec
+        warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
+        image = torchvision.io.decode_png(torchvision.io.read_file(str(path)), torchvision.io.ImageReadMode.UNCHANGED)
     return image.permute(1, 2, 0).numpy()
 
 
 def _decode_with_pillow(path: Path) -> np.ndarray:
-    """(H, W, C) uint8 or uint16 with C in 1..4 (grey, grey + alpha, RGB, RGBA)."""
+    """(H, W) grey or (H, W, C) grey + alpha, RGB, RGBA; uint8, or uint16 for 16-bit grey."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
@@ -139,7 +148,7 @@ def _decode_with_pillow(path: Path) -> np.ndarray:
         image = ImageOps.exif_transpose(image)
         mode = image.mode
         if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)[..., None]
+            return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
         if mode == "F":
             raise DataError(f"{path}: floating-point images (mode F) are not supported; save it as 8- or 16-bit")
         if mode in ("P", "PA"):
@@ -148,8 +157,7 @@ def _decode_with_pillow(path: Path) -> np.ndarray:
             mode = "L"
         elif mode not in ("L", "LA", "RGB", "RGBA"):
             mode = "RGBA" if "A" in mode else "RGB"  # CMYK, YCbCr, LAB, RGBX, La ...
-        array = np.asarray(image.convert(mode) if mode != image.mode else image)
-    return array[..., None] if array.ndim == 2 else array
+        return np.asarray(image.convert(mode) if mode != image.mode else image)
 
 
 def _composite_alpha(array: np.ndarray) -> np.ndarray:
