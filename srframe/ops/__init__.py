@@ -1,18 +1,17 @@
 """Fused operations for super-resolution models.
 
-Each op has a plain-torch reference implementation; GPU kernels that compute the same
-thing faster replace it where they exist, so a model calls the op and never changes.
+Each op has a plain-torch reference and Triton kernels that compute the same thing faster on
+CUDA, registered with ``torch.library`` so autograd, ``torch.compile`` and ``torch.export`` see
+one op. ``SRFRAME_OPS=auto|fused|reference`` or :func:`set_mode` / :func:`use_mode` choose.
+Triton is imported only when a kernel first runs.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from .epilogue import bias_prelu
+from .inference import ConvPReLU, PixelShufflePReLU, fold_batchnorm, optimize_for_inference
+from .modes import Mode, OpsError, get_mode, set_mode, use_mode
+from .subpixel import pixel_shuffle_prelu
 
-
-def pixel_shuffle_prelu(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tensor:
-    """Sub-pixel shuffle by ``upscale`` followed by PReLU with ``weight`` (one or per-channel slopes).
-
-    (N, C * r^2, H, W) -> (N, C, H * r, W * r).
-    """
-    return F.prelu(F.pixel_shuffle(x, upscale), weight)
+__all__ = ["ConvPReLU", "Mode", "OpsError", "PixelShufflePReLU", "bias_prelu", "fold_batchnorm", "get_mode",
+           "optimize_for_inference", "pixel_shuffle_prelu", "set_mode", "use_mode"]

@@ -1,0 +1,134 @@
+"""Inference rewrites for any generator: fold batch norm, fuse epilogues, channels_last.
+
+The rules walk every ``nn.Sequential`` of a model and rewrite neighbouring children
+(``nn.Identity`` children, left where a module was folded away, are skipped over):
+
+- ConvNd, then BatchNormNd with running statistics: the BN is folded into the conv's weight and bias;
+- Conv2d with a bias, then PReLU: :class:`ConvPReLU` (on CUDA: conv without bias + one bias/PReLU pass);
+- PixelShuffle, then PReLU: :class:`PixelShufflePReLU`, the fused ``srframe.ops.pixel_shuffle_prelu``.
+
+Modules outside an ``nn.Sequential`` keep working unchanged; they are just not rewritten.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .epilogue import bias_prelu
+from .subpixel import pixel_shuffle_prelu
+
+_OPTIMIZED = "_srframe_optimized_for_inference"
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+class ConvPReLU(nn.Module):
+    """A Conv2d followed by PReLU; on CUDA the bias and PReLU run as one fused epilogue."""
+
+    def __init__(self, conv: nn.Conv2d, prelu: nn.PReLU):
+        super().__init__()
+        self.conv, self.prelu = conv, prelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            return bias_prelu(self.conv._conv_forward(x, self.conv.weight, None), self.conv.bias, self.prelu.weight)
+        return self.prelu(self.conv(x))
+
+
+class PixelShufflePReLU(nn.Module):
+    """A PixelShuffle followed by PReLU, as the one fused op."""
+
+    def __init__(self, upscale: int, prelu: nn.PReLU):
+        super().__init__()
+        self.upscale, self.prelu = upscale, prelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pixel_shuffle_prelu(x, self.prelu.weight, self.upscale)
+
+
+def _neighbours(model: nn.Module) -> Iterator[tuple[nn.Sequential, str, nn.Module, str, nn.Module]]:
+    """(sequential, name_a, a, name_b, b) for each pair of neighbouring non-Identity children."""
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        children = [(name, child) for name, child in seq.named_children() if not isinstance(child, nn.Identity)]
+        for (name_a, a), (name_b, b) in zip(children, children[1:]):
+            yield seq, name_a, a, name_b, b
+
+
+def _rewrite(model: nn.Module, rule) -> int:
+    """Apply ``rule(a, b) -> module | None`` to neighbours; a match replaces a and turns b into Identity."""
+    count = 0
+    changed = True
+    while changed:  # a rewrite changes the children list, so walk again until nothing matches
+        changed = False
+        for seq, name_a, a, name_b, b in _neighbours(model):
+            fused = rule(a, b)
+            if fused is not None:
+                setattr(seq, name_a, fused)
+                setattr(seq, name_b, nn.Identity())
+                count += 1
+                changed = True
+                break
+    return count
+
+
+def _fold_rule(a: nn.Module, b: nn.Module) -> nn.Module | None:
+    if not (isinstance(a, _CONVS) and isinstance(b, nn.modules.batchnorm._BatchNorm)):
+        return None
+    if b.running_mean is None or a.out_channels != b.num_features:
+        return None  # no running statistics to fold, or not this conv's channels
+    return fuse_conv_bn_eval(a.eval(), b.eval(), transpose=isinstance(a, _TRANSPOSED))
+
+
+def _epilogue_rule(a: nn.Module, b: nn.Module) -> nn.Module | None:
+    if not isinstance(b, nn.PReLU):
+        return None
+    if type(a) is nn.Conv2d and a.bias is not None and b.num_parameters in (1, a.out_channels):
+        return ConvPReLU(a, b)
+    if isinstance(a, nn.PixelShuffle):
+        return PixelShufflePReLU(a.upscale_factor, b)
+    return None
+
+
+def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Fold every BatchNorm that follows a conv into that conv, for inference.
+
+    Returns a copy in eval mode (the model itself, rewritten, with ``inplace=True``); each folded
+    BN becomes ``nn.Identity``. Its outputs match the model's in eval mode to float rounding.
+    """
+    model = model if inplace else copy.deepcopy(model)
+    model.eval()
+    _rewrite(model, _fold_rule)
+    return model
+
+
+def _to_channels_last(module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous(memory_format=torch.channels_last) if isinstance(a, torch.Tensor) and a.dim() == 4
+                 else a for a in args)
+
+
+def _to_contiguous(module: nn.Module, args: tuple, output):
+    return output.contiguous() if isinstance(output, torch.Tensor) else output
+
+
+def optimize_for_inference(model: nn.Module) -> nn.Module:
+    """An inference copy of ``model``: eval mode, no gradients, BN folded, fused epilogues, channels_last.
+
+    The caller's model is left untouched. The copy takes and returns the same tensors (inputs
+    are moved to channels_last inside, outputs come back contiguous) and gives the same outputs
+    to float rounding. Calling this on an optimised model returns it as it is.
+    """
+    if getattr(model, _OPTIMIZED, False):
+        return model
+    model = fold_batchnorm(model)
+    model.requires_grad_(False)
+    _rewrite(model, _epilogue_rule)
+    model.to(memory_format=torch.channels_last)
+    model.register_forward_pre_hook(_to_channels_last)
+    model.register_forward_hook(_to_contiguous)
+    setattr(model, _OPTIMIZED, True)
+    return model

@@ -1,0 +1,116 @@
+"""Sub-pixel shuffle + PReLU as one op, ``srframe::pixel_shuffle_prelu``, registered with torch.library.
+
+The op and its backward are custom ops with fake (meta) implementations and an autograd
+formula, so they work under autograd, ``torch.compile(fullgraph=True)`` and ``torch.export``.
+Each call picks the Triton kernels or the plain-torch reference by :mod:`srframe.ops.modes`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .modes import use_fused
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for a channels-last 4-D tensor that is not also contiguous, else ``contiguous_format``."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _slopes(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """PReLU slopes in ``x``'s dtype, shaped to broadcast over (N, C, H, W)."""
+    weight = weight.to(x.dtype).reshape(-1)
+    return weight.view(1, -1, 1, 1) if weight.numel() > 1 else weight
+
+
+def reference(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tensor:
+    """Plain torch: ``prelu(pixel_shuffle(x, upscale), weight)``, laid out like ``x``."""
+    out = F.prelu(F.pixel_shuffle(x, upscale), weight.to(x.dtype))
+    return out.contiguous(memory_format=memory_format_of(x))
+
+
+def reference_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                       upscale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain torch gradients: unshuffle(grad * prelu'(y)) for ``x``; sum of grad * y where y <= 0 for ``weight``."""
+    y = F.pixel_shuffle(x, upscale)
+    positive = y > 0
+    grad_x = F.pixel_unshuffle(torch.where(positive, grad, grad * _slopes(weight, x)), upscale)
+    accumulate = torch.promote_types(x.dtype, torch.float32)
+    slope_grad = torch.where(positive, 0, grad.to(accumulate) * y.to(accumulate))
+    grad_w = slope_grad.sum((0, 2, 3)) if weight.numel() > 1 else slope_grad.sum()
+    return grad_x.contiguous(memory_format=memory_format_of(x)), grad_w.to(weight.dtype).reshape(weight.shape)
+
+
+def _kernels():
+    from . import triton_kernels
+
+    return triton_kernels
+
+
+def _output_like(x: torch.Tensor, upscale: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return torch.empty((n, c // upscale**2, h * upscale, w * upscale), dtype=x.dtype, device=x.device,
+                       memory_format=memory_format_of(x))
+
+
+@torch.library.custom_op("srframe::pixel_shuffle_prelu", mutates_args=())
+def _pixel_shuffle_prelu(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tensor:
+    if use_fused(x):
+        return _kernels().shuffle_prelu(x, weight, upscale, _output_like(x, upscale))
+    return reference(x, weight, upscale)
+
+
+@_pixel_shuffle_prelu.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tensor:
+    return _output_like(x, upscale)
+
+
+@torch.library.custom_op("srframe::pixel_shuffle_prelu_backward", mutates_args=())
+def _pixel_shuffle_prelu_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                                  upscale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if use_fused(x):
+        grad_x = torch.empty_like(x, memory_format=memory_format_of(x))
+        return grad_x, _kernels().shuffle_prelu_backward(grad, x, weight, upscale, grad_x)
+    return reference_backward(grad, x, weight, upscale)
+
+
+@_pixel_shuffle_prelu_backward.register_fake
+def _(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, upscale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.empty_like(x, memory_format=memory_format_of(x)), torch.empty_like(weight)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, upscale = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.upscale = upscale
+
+
+def _backward(ctx, grad: torch.Tensor):
+    x, weight = ctx.saved_tensors
+    grad_x, grad_w = _pixel_shuffle_prelu_backward(grad, x, weight, ctx.upscale)
+    return grad_x, grad_w, None
+
+
+_pixel_shuffle_prelu.register_autograd(_backward, setup_context=_setup_context)
+
+
+def pixel_shuffle_prelu(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tensor:
+    """Sub-pixel shuffle by ``upscale``, then PReLU with ``weight`` (one slope, or one per output channel).
+
+    (N, C * r^2, H, W) -> (N, C, H * r, W * r), laid out like ``x`` (contiguous or channels_last).
+    ``weight`` is applied in ``x``'s dtype; its gradient comes back in its own dtype. Differentiable
+    once (no double backward).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"pixel_shuffle_prelu takes a 4-D (N, C, H, W) tensor, not shape {tuple(x.shape)}")
+    if upscale < 1 or x.shape[1] % upscale**2:
+        raise ValueError(f"pixel_shuffle_prelu: {x.shape[1]} input channels do not split into "
+                         f"upscale^2 = {upscale**2} sub-pixels (upscale = {upscale})")
+    channels = x.shape[1] // upscale**2
+    if weight.numel() not in (1, channels):
+        raise ValueError(f"pixel_shuffle_prelu: weight has {weight.numel()} slopes; "
+                         f"give 1 or one per output channel ({channels})")
+    return _pixel_shuffle_prelu(x, weight, upscale)
