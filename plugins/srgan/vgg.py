@@ -13,7 +13,7 @@ from torch import nn
 
 from srframe.interfaces import Loss, LossContext
 from srframe.schema import INVALID, Checker, KeyPath, close_matches
-from srframe.weights import load_vgg_features
+from srframe.weights import vgg_features
 
 Backbone = Literal["vgg19", "vgg16"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,10 +54,7 @@ class VGGFeatures(nn.Module):
 
     def __init__(self, backbone: Backbone, layers: list[str], weights: Path | None = None):
         super().__init__()
-        from torchvision.models.vgg import cfgs, make_layers
-
-        features = make_layers(cfgs["D" if backbone == "vgg16" else "E"])
-        features.load_state_dict(load_vgg_features(backbone, weights))
+        features = vgg_features(backbone, weights)
         known = relu_names(features)
         for layer in layers:
             if layer not in known:
@@ -65,7 +62,7 @@ class VGGFeatures(nn.Module):
                 raise ValueError(f"{backbone} has no layer {layer!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
                                  + f" Layers: {', '.join(known)}")
         self.indices = {layer: known[layer] for layer in layers}
-        self.features = features[: max(self.indices.values()) + 1].eval().requires_grad_(False)
+        self.features = features[: max(self.indices.values()) + 1]
         for module in self.features:
             if isinstance(module, nn.ReLU):
                 module.inplace = False  # captured activations must not be overwritten
