@@ -18,10 +18,16 @@ __version__ = "0.1.0"
 
 register = registry.register
 
-_INTERFACE_NAMES = ("Generator", "Discriminator", "Loss", "LossContext", "Degradation")
+# Public names that need torch, imported on first use: name -> module
+_LAZY = {
+    **dict.fromkeys(("Generator", "Discriminator", "Loss", "LossContext", "Degradation"), "srframe.interfaces"),
+    "upscale": "srframe.infer.upscale",
+    "Upscaler": "srframe.infer.upscale",
+    "evaluate": "srframe.eval.benchmark",
+}
 
 __all__ = ["Recipe", "SrframeError", "build", "errors", "hookimpl", "load_component", "load_generator", "load_recipe",
-           "register", "registry", "save_component", *_INTERFACE_NAMES]
+           "register", "registry", "save_component", *_LAZY]
 
 
 def build(kind: str, name: str, /, **params: Any) -> Any:
@@ -33,8 +39,8 @@ def build(kind: str, name: str, /, **params: Any) -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _INTERFACE_NAMES:
-        from . import interfaces
+    if name in _LAZY:
+        import importlib
 
-        return getattr(interfaces, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'srframe' has no attribute {name!r}")

@@ -1,0 +1,170 @@
+"""The benchmark runner: a model (or the bicubic baseline) on a folder of benchmark images.
+
+A benchmark folder holds either HR images only (the LR images are made with the MATLAB
+bicubic from the HR cropped to a multiple of the scale) or canonical pairs side by side,
+``NAME_HR.png`` with ``NAME_LRx4.png``. Grey images stay grey: the model sees three equal
+channels, its output is averaged back to one, and the metrics are taken on that channel (as
+for the published Set14 figures, where ``bridge`` is grey).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.files import list_images, match_pairs
+from ..data.images import read_image
+from ..data.patches import modcrop
+from ..degrade import imresize
+from ..errors import DataError
+from .metrics import psnr, quantize, ssim
+
+BICUBIC = "bicubic"
+
+
+@dataclass(frozen=True)
+class BenchmarkImage:
+    name: str
+    hr: torch.Tensor  # (C, H, W) uint8, C = 1 or 3, H and W multiples of the scale
+    lr: torch.Tensor  # (C, H / scale, W / scale) uint8
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    name: str
+    psnr_y: float
+    ssim_y: float
+    lpips: float | None
+
+
+@dataclass
+class SetResult:
+    """One model on one benchmark set: a row per image, and their means."""
+
+    set_name: str
+    model_name: str
+    images: list[ImageScore] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """``{"psnr_y", "ssim_y", "lpips", "n"}``: means over the images (lpips None when not measured)."""
+        n = len(self.images)
+        lpips = [s.lpips for s in self.images if s.lpips is not None]
+        return {"psnr_y": sum(s.psnr_y for s in self.images) / n, "ssim_y": sum(s.ssim_y for s in self.images) / n,
+                "lpips": sum(lpips) / n if len(lpips) == n else None, "n": n}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [asdict(score) for score in self.images]
+
+
+def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
+    """The HR/LR pairs of a benchmark folder (canonical pairs, or HR only with LR made by the MATLAB bicubic)."""
+    folder = Path(folder)
+    files = list_images(folder)
+    hr_files = [p for p in files if re.search(r"[_-]HR$", p.stem, re.IGNORECASE)]
+    lr_files = [p for p in files if re.search(rf"[_-]LR[_-]?x{scale}$", p.stem, re.IGNORECASE)]
+    images = []
+    if hr_files and lr_files:
+        for key, hr_path, lr_path in match_pairs(folder, hr_files, folder, lr_files):
+            hr, lr = _read_8bit(hr_path), _read_8bit(lr_path)
+            if hr.shape[0] != lr.shape[0] or hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
+                raise DataError(f"{lr_path} is {lr.shape[2]}x{lr.shape[1]}, which is not {hr_path} "
+                                f"({hr.shape[2]}x{hr.shape[1]}) divided by {scale}")
+            images.append(BenchmarkImage(key, hr, lr))
+    else:
+        for path in files:
+            hr = modcrop(_read_8bit(path), scale)
+            images.append(BenchmarkImage(path.stem, hr, imresize(hr, scale=1 / scale)))
+    return images
+
+
+def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: int | None = None,
+             lpips: Any = None, model_name: str | None = None, tile: int = 256, overlap: int = 32,
+             save_dir: str | Path | None = None,
+             on_image: Callable[[BenchmarkImage, torch.Tensor], None] | None = None) -> SetResult:
+    """PSNR-Y and SSIM-Y (and LPIPS, given an :class:`~srframe.eval.lpips.LPIPS`) of ``model`` on a folder.
+
+    ``model`` is a generator, a path to a component file or run directory, or ``"bicubic"``.
+    ``crop`` defaults to the scale. SR images are written to ``save_dir`` as PNG when given;
+    ``on_image(image, sr)`` hears of each image done (sr as uint8 (C, H, W)).
+    """
+    name = model_name or model_name_of(model)
+    upscaler = _upscaler(model, scale, tile, overlap)
+    scale = scale or upscaler.scale
+    if upscaler.scale != scale:
+        raise ValueError(f"model {name} upscales x{upscaler.scale}, but the evaluation asks for x{scale}")
+    result = SetResult(Path(folder).name, name)
+    for image in load_benchmark(folder, scale):
+        sr = upscaler(image.lr)
+        result.images.append(score(sr, image.hr, crop if crop is not None else scale, lpips, image.name))
+        if save_dir is not None:
+            _save_png(sr, Path(save_dir) / f"{image.name}.png")
+        if on_image:
+            on_image(image, sr)
+    return result
+
+
+def score(sr: torch.Tensor, hr: torch.Tensor, crop: int, lpips: Any = None, name: str = "") -> ImageScore:
+    """The metrics of one uint8 SR image against its uint8 HR image."""
+    sr_f, hr_f = sr.float().unsqueeze(0) / 255, hr.float().unsqueeze(0) / 255
+    distance = None
+    if lpips is not None:
+        rgb = [x.expand(-1, 3, -1, -1)[..., crop:x.shape[-2] - crop, crop:x.shape[-1] - crop] for x in (sr_f, hr_f)]
+        with torch.no_grad():
+            distance = float(lpips(*rgb)[0])
+    return ImageScore(name, float(psnr(sr_f, hr_f, crop)[0]), float(ssim(sr_f, hr_f, crop)[0]), distance)
+
+
+@dataclass(frozen=True)
+class _Upscaler:
+    scale: int
+    run: Callable[[torch.Tensor], torch.Tensor]  # uint8 (C, h, w) -> uint8 (C, h * scale, w * scale)
+
+    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.run(lr)
+
+
+def _upscaler(model: Any, scale: int | None, tile: int, overlap: int) -> _Upscaler:
+    if isinstance(model, str) and model == BICUBIC:
+        if scale is None:
+            raise ValueError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
+        return _Upscaler(scale, lambda lr: imresize(lr, scale=scale))
+    if isinstance(model, (str, Path)):
+        from ..component_files import load_generator
+
+        model = load_generator(model)
+    from ..infer.upscale import Upscaler
+
+    upscaler = Upscaler(model, tile=tile, overlap=overlap)
+    return _Upscaler(upscaler.scale, lambda lr: (quantize(upscaler(lr.float() / 255)) * 255).round().to(torch.uint8))
+
+
+def _read_8bit(path: Path) -> torch.Tensor:
+    image = read_image(path, rgb=False)
+    if image.dtype != torch.uint8:
+        raise DataError(f"{path}: benchmark images are 8-bit; this one is {image.dtype}")
+    return image
+
+
+def _save_png(image: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = image.permute(1, 2, 0).numpy()
+    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
+
+
+def model_name_of(model: Any) -> str:
+    if isinstance(model, str) and model == BICUBIC:
+        return BICUBIC
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.is_dir():
+            return path.name
+        return path.parent.name if path.name == "generator.safetensors" else path.stem
+    built = getattr(model, "srframe_built_from", None)
+    return built.name if built else type(model).__name__

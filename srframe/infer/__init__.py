@@ -1,0 +1,1 @@
+"""Inference: tiled, batched, reduced-precision upscaling of images of any size."""
