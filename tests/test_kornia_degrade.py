@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import kornia
@@ -242,6 +244,12 @@ def test_pipeline_runs_on_the_batch_device(pipeline, photos):
 
 
 # Registry and parameters
+
+
+def test_loading_the_plugin_imports_neither_torch_nor_kornia():
+    probe = "import sys, srframe_plugins.kornia_degrade; print(sorted({'torch', 'kornia'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_registered_through_the_plugin():

@@ -63,7 +63,7 @@ class Weights:
     def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
         for key in value:
             if key not in self.names:
-                return checker.problem(path + (key,), f"unknown choice{close_matches(key, self.names)} "
+                return checker.problem(path + (key,), f"unknown choice{close_matches(key, self.names) or '.'} "
                                                       f"Choices: {', '.join(self.names)}.")
         if sum(value.values()) <= 0:
             return checker.problem(path, f"{show(value)}: give at least one of {', '.join(self.names)} "
@@ -105,7 +105,7 @@ class Checked:
 
     def __post_init__(self) -> None:
         checker = Checker()
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         checker.check_table(values, schema_of(type(self)), (), type(self).__name__)
         if checker.problems:
             raise RecipeError(f"invalid {type(self).__name__} settings:", checker.problems)

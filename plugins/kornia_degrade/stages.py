@@ -34,7 +34,8 @@ def blur(x: torch.Tensor, settings: Blur, draw: Draw) -> torch.Tensor:
     length = draw.odd(settings.motion_length, n)
     direction = draw.uniform(settings.motion_direction, n)
     cutoff = draw.uniform(settings.sinc_cutoff, n)
-    sigma[kind == BLUR_KINDS.index("iso"), 1] = sigma[kind == BLUR_KINDS.index("iso"), 0]
+    iso = kind == BLUR_KINDS.index("iso")
+    sigma[iso, 1] = sigma[iso, 0]
 
     def filtered(members: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
         k = max(settings.kernel_size[1], settings.motion_length[1])
@@ -65,13 +66,13 @@ def filter2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def resize(x: torch.Tensor, size: Size, modes: Sequence[str], draw: Draw) -> torch.Tensor:
     """Resize every sample to ``size`` with a mode drawn for it from ``modes``."""
     mode = draw.choice([1.0] * len(modes), x.shape[0])
+    if (mode == mode[0]).all():
+        return interpolate(x, size, modes[int(mode[0])])
     out = x.new_empty(*x.shape[:2], *size)
     for index, name in enumerate(modes):
-        members = (mode == index).nonzero().squeeze(1)
-        if len(members) == len(x):
-            return interpolate(x, size, name)
+        members = (mode == index).nonzero().squeeze(1).to(x.device)
         if len(members):
-            out[members.to(x.device)] = interpolate(x[members.to(x.device)], size, name)
+            out[members] = interpolate(x[members], size, name)
     return out
 
 
