@@ -125,7 +125,7 @@ def _to_float(array: np.ndarray) -> torch.Tensor:
         scale = 1.0
     else:
         raise TypeError(f"image arrays must be uint8, uint16 or float in [0, 1], not {array.dtype}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
+    tensor = torch.from_numpy(np.array(array.transpose(2, 0, 1), dtype=np.float32))  # a copy: arrays may be read-only
     return (tensor / scale).unsqueeze(0)
 
 
