@@ -140,3 +140,12 @@ def test_bicubic_degradation():
     assert torch.equal(lr, degrade(hr, torch.Generator().manual_seed(99)))  # deterministic
     with pytest.raises(DataError, match="15x12 pixels is not a multiple of the scale 2"):
         degrade(hr[..., :15, :], torch.Generator())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_cpu_result():
+    generator = torch.Generator().manual_seed(4)
+    images = torch.randint(0, 256, (3, 3, 64, 48), dtype=torch.uint8, generator=generator)
+    assert torch.equal(imresize(images.cuda(), 1 / 4).cpu(), imresize(images, 1 / 4))
+    floats = images.float() / 255
+    torch.testing.assert_close(imresize(floats.cuda(), 3).cpu(), imresize(floats, 3), atol=1e-5, rtol=0)

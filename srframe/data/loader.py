@@ -82,8 +82,11 @@ class SRLoader(DataLoader):
     """A DataLoader that turns a failed item back into a DataError in the calling process."""
 
     def __iter__(self) -> Iterator[Any]:
-        for batch in super().__iter__():
+        batches = super().__iter__()
+        for batch in batches:
             if isinstance(batch, _Failure):
+                self._iterator = None  # the DataLoader's persistent iterator: let the workers go now
+                del batches
                 raise DataError(batch.message)
             yield batch
 
