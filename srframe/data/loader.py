@@ -113,11 +113,13 @@ def loader_from_spec(spec: ComponentSpec, *, seed: int, registry: Registry | Non
     Training loaders shuffle and drop the last partial batch; validation loaders give one whole
     image at a time, in order.
     """
+    from ..recipe.spec import ValLoaderOptions
+
     if registry is None:
         from ..plugins import registry
     dataset = spec.build(registry)
     options = spec.options
-    if spec.params.get("mode") == "val":
+    if isinstance(options, ValLoaderOptions):
         return make_loader(dataset, batch_size=1, num_workers=options.num_workers, seed=seed, shuffle=False,
                            drop_last=False, pin_memory=options.pin_memory)
     return make_loader(dataset, batch_size=options.batch_size, num_workers=options.num_workers, seed=seed,
