@@ -24,6 +24,7 @@ from srframe.ops import epilogue, modes, subpixel
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu" if INTERPRETING else None
+COMPILE_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # on CUDA, compiled code calls the kernels
 CHANNELS_LAST = torch.channels_last
 
 
@@ -112,8 +113,8 @@ def test_kernel_bias_prelu_matches_reference(device, layout, slopes):
     assert out.is_contiguous(memory_format=layout)
 
 
-def test_kernel_path_in_an_optimised_srresnet(device):
-    torch.backends.cudnn.allow_tf32 = False  # compare float32 convolutions, not TF32 ones
+def test_kernel_path_in_an_optimised_srresnet(device, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare float32 convolutions, not TF32
     model = _srresnet_with_batch_statistics().to(device).eval()
     lr = torch.rand(2, 3, 7, 6, device=device)
     with torch.no_grad():
@@ -132,6 +133,37 @@ def test_triton_interpreter_runs_the_kernel_tests():
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\d+ passed", summary) and "skipped" not in summary, summary
+
+
+def _compile_for_hopper(kernel, constants: dict) -> str:
+    """Compile a kernel for sm_90 without a GPU (what the interpreter never checks); return its PTX."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = kernel.arg_names
+    signature = {name: "constexpr" if name in constants else "*fp32" if name == "part_ptr"
+                 else "*bf16" if name.endswith("_ptr") else "i32" for name in names}
+    source = ASTSource(kernel, signature, constexprs={(names.index(k),): v for k, v in constants.items()},
+                       attrs={(i,): [["tt.divisibility", 16]] for i, name in enumerate(names) if name not in constants})
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4}).asm["ptx"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(INTERPRETING, reason="the interpreter does not compile kernels")
+def test_triton_kernels_compile_for_hopper_with_wide_accesses():
+    tk = pytest.importorskip("srframe.ops.triton_kernels")
+    unit = {"w_stride": 1, "BLOCK_M": 64}
+    cases = [
+        (tk._pairs_fwd, {**unit, "sx_w": 1, "so_w": 1, "BLOCK_W": 16}),
+        (tk._pairs_bwd, {**unit, "sx_w": 1, "sg_w": 1, "sgx_w": 1, "BLOCK_W": 16}),
+        (tk._shuffle_prelu_fwd, {**unit, "sx_w": 1, "so_w": 1, "R": 3, "CL": False, "HAS_BIAS": False, "BLOCK_N": 32}),
+        (tk._shuffle_prelu_fwd, {**unit, "sx_c": 1, "so_c": 1, "R": 1, "CL": True, "HAS_BIAS": True, "BLOCK_N": 64}),
+        (tk._shuffle_prelu_bwd, {**unit, "sx_c": 1, "sg_c": 1, "sgx_c": 1, "R": 2, "CL": True, "BLOCK_N": 64}),
+    ]
+    ptx = [_compile_for_hopper(kernel, constants) for kernel, constants in cases]
+    assert all("st.global.v4" in text for text in ptx[:2] + ptx[3:4])  # 16-byte stores
+    assert "ld.global.v4" in ptx[0] and "ld.global.v4" in ptx[3]  # 16-byte loads where the input is contiguous
 
 
 # --- the reference, the op's registration, the modes -----------------------------------------------
@@ -153,7 +185,7 @@ def test_reference_keeps_the_input_layout():
 
 
 def test_torch_compile_fullgraph_through_the_op():
-    x, weight = _inputs(2, 3, 2, 5, 3, 3)
+    x, weight = _inputs(2, 3, 2, 5, 3, 3, device=COMPILE_DEVICE)
 
     def loss(a, w):
         return (ops.pixel_shuffle_prelu(a, w, 2) ** 2).sum()
@@ -169,7 +201,7 @@ def test_torch_compile_fullgraph_through_the_op():
 
 @pytest.mark.slow
 def test_torch_compile_inductor_runs_the_op():
-    x, weight = _inputs(1, 2, 2, 4, 4, 2)
+    x, weight = _inputs(1, 2, 2, 4, 4, 2, device=COMPILE_DEVICE)
     compiled = torch.compile(lambda a, w: ops.pixel_shuffle_prelu(a, w, 2) + 1, fullgraph=True)
     assert torch.allclose(compiled(x, weight), F.prelu(F.pixel_shuffle(x, 2), weight) + 1)
 

@@ -34,13 +34,16 @@ def reference(x: torch.Tensor, weight: torch.Tensor, upscale: int) -> torch.Tens
 
 def reference_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
                        upscale: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain torch gradients: unshuffle(grad * prelu'(y)) for ``x``; sum of grad * y where y <= 0 for ``weight``."""
-    y = F.pixel_shuffle(x, upscale)
-    positive = y > 0
-    grad_x = F.pixel_unshuffle(torch.where(positive, grad, grad * _slopes(weight, x)), upscale)
-    accumulate = torch.promote_types(x.dtype, torch.float32)
-    slope_grad = torch.where(positive, 0, grad.to(accumulate) * y.to(accumulate))
-    grad_w = slope_grad.sum((0, 2, 3)) if weight.numel() > 1 else slope_grad.sum()
+    """Plain torch gradients: unshuffle(grad * prelu'(y)) for ``x``, the sum of grad * y where y <= 0
+    for ``weight`` (y = pixel_shuffle(x)); computed on the unshuffled side, where y's values are x's."""
+    slopes = _slopes(weight, x)
+    if slopes.numel() > 1:  # the slope of output channel c applies to input channels c r^2 ... (c + 1) r^2 - 1
+        slopes = slopes.repeat_interleave(upscale**2, dim=1)
+    grad_x, slope_grads = torch.ops.aten._prelu_kernel_backward(F.pixel_unshuffle(grad, upscale), x, slopes)
+    if weight.numel() > 1:
+        grad_w = slope_grads.sum((0, 2, 3)).view(-1, upscale**2).sum(1)
+    else:
+        grad_w = slope_grads.sum()
     return grad_x.contiguous(memory_format=memory_format_of(x)), grad_w.to(weight.dtype).reshape(weight.shape)
 
 
