@@ -21,9 +21,20 @@ f'CUDA {torch.version.cuda}, GPU: {torch.cuda.get_device_name() if torch.cuda.is
 
 if ! "$PYTHON" -c "import importlib.metadata as m; m.distribution('srframe')" 2>/dev/null; then
   site=$(mktemp -d)
-  wheels=$(ls .whl/*.whl 2>/dev/null || true)
-  "$PYTHON" -m pip install -q --no-deps --no-index --no-build-isolation --no-compile --target "$site" . $wheels \
-    || { echo "could not install srframe into $site"; exit 1; }
+  for wheel in .whl/*.whl; do [ -e "$wheel" ] && "$PYTHON" -m zipfile -e "$wheel" "$site"; done
+  if ! "$PYTHON" -m pip install -q --no-deps --no-index --no-build-isolation --no-compile --target "$site" .; then
+    echo "pip could not build srframe here; announcing its entry points by hand instead"
+    "$PYTHON" - "$site" <<'PY' || exit 1
+import pathlib, sys, tomllib
+project = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
+info = pathlib.Path(sys.argv[1]) / f"srframe-{project['version']}.dist-info"
+info.mkdir()
+(info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: srframe\nVersion: {project['version']}\n")
+points = "".join(f"{name} = {target}\n" for name, target in project["entry-points"]["srframe"].items())
+(info / "entry_points.txt").write_text(f"[srframe]\n{points}")
+PY
+    ln -s "$PWD/srframe" "$site/srframe" && ln -s "$PWD/plugins" "$site/srframe_plugins"
+  fi
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
