@@ -1,4 +1,4 @@
-"""The ``srframe`` command line: run | plugins | recipe | weights.
+"""The ``srframe`` command line: run | eval | upscale | plugins | recipe | weights.
 
 Library errors (SrframeError) become one readable message and exit code 2; ``--debug``
 shows the traceback instead.
@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import SrframeError
 
@@ -45,6 +46,29 @@ def _parser() -> argparse.ArgumentParser:
     _recipe_arguments(run)
     run.set_defaults(handler=_run)
 
+    evaluate = commands.add_parser("eval", help="PSNR/SSIM/LPIPS of models and the bicubic baseline on benchmark sets")
+    evaluate.add_argument("models", nargs="*", metavar="MODEL",
+                          help="component files or run directories (the bicubic baseline is always included)")
+    evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                          help="benchmark folders: HR images, or canonical NAME_HR / NAME_LRx4 pairs")
+    evaluate.add_argument("--scale", type=int, help="upscaling factor (default: the first model's)")
+    evaluate.add_argument("--json", type=Path, metavar="FILE", help="write {set: {model: {psnr_y, ssim_y, lpips, n}}}")
+    evaluate.add_argument("-o", "--out", type=Path, metavar="DIR", help="write report.md, results.json and crops here")
+    evaluate.add_argument("--save-images", action="store_true", help="also save every SR image (needs --out)")
+    evaluate.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it needs VGG16 and LPIPS weights)")
+    _tile_arguments(evaluate)
+    evaluate.set_defaults(handler=_eval)
+
+    upscale = commands.add_parser("upscale", help="super-resolve image files or folders with a trained model")
+    upscale.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="image files or folders of images")
+    upscale.add_argument("-o", "--out", type=Path, required=True, metavar="OUT", help="output folder")
+    upscale.add_argument("--model", required=True, metavar="CKPT", help="component file or run directory")
+    upscale.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    upscale.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    upscale.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
+    _tile_arguments(upscale)
+    upscale.set_defaults(handler=_upscale)
+
     plugins = commands.add_parser("plugins", help="list plugins, their status and their components")
     plugins.add_argument("--json", action="store_true", help="print machine-readable JSON")
     plugins.set_defaults(handler=_plugins)
@@ -63,10 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     weights_commands = weights.add_subparsers(title="weights commands", required=True, metavar="COMMAND")
     listing = weights_commands.add_parser("list", help="where each backbone's weights are looked for, and what is there")
     listing.set_defaults(handler=_weights_list)
-    fetch = weights_commands.add_parser("fetch", help="put a backbone's ImageNet weights into the cache")
-    fetch.add_argument("backbone", choices=["vgg16", "vgg19"])
+    fetch = weights_commands.add_parser("fetch", help="put pretrained weights into the cache (ImageNet VGG, LPIPS heads)")
+    fetch.add_argument("backbone", choices=["vgg16", "vgg19", "lpips"])
     fetch.set_defaults(handler=_weights_fetch)
     return parser
+
+
+def _tile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tile", type=int, default=256, help="tile size in LR pixels (default 256)")
+    parser.add_argument("--overlap", type=int, default=32, help="context around each tile in LR pixels (default 32)")
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +110,46 @@ def _run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     raise SrframeError(f"recipe {recipe.document.root.label} is valid, but the training engine is not "
                        "available yet in this version of srframe; `srframe recipe show` prints what it would run")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .component_files import load_generator
+    from .eval.benchmark import model_name_of
+    from .eval.report import markdown_table
+    from .eval.suite import run_suite
+
+    if args.save_images and args.out is None:
+        raise SrframeError("--save-images needs --out DIR to know where to save the images")
+    models = {model_name_of(path): load_generator(path) for path in args.models}
+    scale = args.scale or (next(iter(models.values())).scale if models else None)
+    if scale is None:
+        raise SrframeError("give --scale, or a model to take it from")
+    with _progress() as progress:
+        task = progress.add_task("evaluating", total=None)
+        suite = run_suite(models, args.data, scale, out_dir=args.out, json_file=args.json,
+                          save_images=args.save_images, lpips=not args.no_lpips, tile=args.tile,
+                          overlap=args.overlap,
+                          on_image=lambda set_name, model: progress.update(task, advance=1,
+                                                                           description=f"{set_name}: {model}"))
+    console = _stdout()
+    console.print(markdown_table(suite.results), highlight=False, markup=False)
+    for label, path in (("report", suite.report), ("table", suite.json_file)):
+        if path is not None:
+            console.print(f"{label}: {path}", highlight=False, markup=False)
+    return 0
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from .component_files import load_generator
+    from .infer.files import upscale_files
+
+    model = load_generator(args.model)
+    with _progress() as progress:
+        written = upscale_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap,
+                                batch_size=args.batch, precision=args.precision,
+                                channels_last=not args.no_channels_last, progress=progress)
+    _stdout().print(f"{len(written)} image(s) written to {args.out}", highlight=False, markup=False)
+    return 0
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -161,9 +230,9 @@ def _weights_list(args: argparse.Namespace) -> int:
 
 
 def _weights_fetch(args: argparse.Namespace) -> int:
-    from .weights import find_vgg_weights, sha256
+    from .weights import find_lpips_heads, find_vgg_weights, sha256
 
-    path = find_vgg_weights(args.backbone)
+    path = find_lpips_heads() if args.backbone == "lpips" else find_vgg_weights(args.backbone)
     _stdout().print(f"{args.backbone}: {path} (sha256 {sha256(path)})", highlight=False, markup=False)
     return 0
 
@@ -173,6 +242,13 @@ def _configure_logging(verbose: bool) -> None:
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=_stderr(), show_path=False)])
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=_stderr(), transient=True)
 
 
 def _stdout():

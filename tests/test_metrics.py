@@ -81,6 +81,7 @@ def _lpips_or_skip():
                     "and `srframe weights fetch lpips`")
 
 
+@pytest.mark.filterwarnings("ignore:.*(pretrained|weight enum).*:UserWarning")  # the lpips package's torchvision calls
 def test_lpips_matches_the_lpips_package():
     lpips = pytest.importorskip("lpips", reason="the reference package lpips is not installed")
     ours = _lpips_or_skip()

@@ -100,3 +100,38 @@ def test_reduced_precision_stays_close(generator):
     assert (srframe.upscale(generator, lr, precision="bf16") - expected).abs().max() < 0.05
     with pytest.raises(ValueError, match="precision must be one of fp32, fp16, bf16"):
         srframe.upscale(generator, lr, precision="fp8")
+
+
+def _save_16bit_rgb(path, array):
+    import png
+
+    png.from_array(array.reshape(array.shape[0], -1), mode="RGB;16").save(str(path))
+
+
+def test_upscale_command_keeps_grey_alpha_and_16_bit(tmp_path, generator, capsys):
+    from srframe.cli import main
+    from srframe.data.images import decode_image
+
+    model = srframe.save_component(generator, tmp_path / "model.safetensors")
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (9, 11), dtype=np.uint8)).save(inputs / "grey.png")
+    Image.fromarray(rng.integers(0, 256, (9, 11, 4), dtype=np.uint8)).save(inputs / "sub" / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).save(inputs / "photo.jpg")
+    _save_16bit_rgb(inputs / "deep.png", rng.integers(0, 65536, (9, 11, 3), dtype=np.uint16))
+    out = tmp_path / "out"
+    assert main(["upscale", str(inputs), "-o", str(out), "--model", str(model), "--tile", "4"]) == 0
+    assert "4 image(s) written" in capsys.readouterr().out
+    shapes = {p.relative_to(out).as_posix(): (decode_image(p).shape, decode_image(p).dtype)
+              for p in out.rglob("*.png")}
+    assert shapes == {"grey.png": ((18, 22, 1), np.uint8), "sub/rgba.png": ((18, 22, 4), np.uint8),
+                      "photo.png": ((18, 22, 3), np.uint8), "deep.png": ((18, 22, 3), np.uint16)}
+
+
+def test_upscale_command_names_a_missing_input(tmp_path, generator, capsys):
+    from srframe.cli import main
+
+    model = srframe.save_component(generator, tmp_path / "model.safetensors")
+    assert main(["upscale", str(tmp_path / "nope.png"), "-o", str(tmp_path), "--model", str(model)]) == 2
+    assert "nope.png: no such file or folder" in capsys.readouterr().err

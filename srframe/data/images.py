@@ -64,10 +64,18 @@ def read_image(path: str | Path, *, rgb: bool = True) -> torch.Tensor:
 
     ``rgb=True`` gives 3 channels; ``rgb=False`` keeps grey images as 1 channel.
     """
+    return from_array(decode_image(path), rgb=rgb)
+
+
+def decode_image(path: str | Path) -> np.ndarray:
+    """Decode an image as it is stored: (H, W, C) uint8 or uint16, C = 1 to 4 (grey, grey + alpha, RGB, RGBA).
+
+    No alpha or grey rule is applied: for tools that write the image back in its own layout.
+    """
     path = Path(path)
     with _reading(path):
         array = _decode_16bit_png(path) if _is_16bit_png(path) else _decode_with_pillow(path)
-    return from_array(array, rgb=rgb)
+    return array[..., None] if array.ndim == 2 else array
 
 
 def from_array(array: np.ndarray, *, rgb: bool = True) -> torch.Tensor:

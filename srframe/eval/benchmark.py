@@ -85,12 +85,12 @@ def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
 def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: int | None = None,
              lpips: Any = None, model_name: str | None = None, tile: int = 256, overlap: int = 32,
              save_dir: str | Path | None = None,
-             on_image: Callable[[BenchmarkImage, torch.Tensor], None] | None = None) -> SetResult:
+             on_image: Callable[[BenchmarkImage, torch.Tensor, ImageScore], None] | None = None) -> SetResult:
     """PSNR-Y and SSIM-Y (and LPIPS, given an :class:`~srframe.eval.lpips.LPIPS`) of ``model`` on a folder.
 
     ``model`` is a generator, a path to a component file or run directory, or ``"bicubic"``.
     ``crop`` defaults to the scale. SR images are written to ``save_dir`` as PNG when given;
-    ``on_image(image, sr)`` hears of each image done (sr as uint8 (C, H, W)).
+    ``on_image(image, sr, score)`` hears of each image done (sr as uint8 (C, H, W)).
     """
     name = model_name or model_name_of(model)
     upscaler = _upscaler(model, scale, tile, overlap)
@@ -104,7 +104,7 @@ def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: 
         if save_dir is not None:
             _save_png(sr, Path(save_dir) / f"{image.name}.png")
         if on_image:
-            on_image(image, sr)
+            on_image(image, sr, result.images[-1])
     return result
 
 

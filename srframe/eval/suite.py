@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import WeightsError
-from .benchmark import BICUBIC, BenchmarkImage, SetResult, evaluate
+from .benchmark import BICUBIC, BenchmarkImage, ImageScore, SetResult, evaluate
 from .report import save_comparison, summary_table, write_report
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,10 @@ def run_suite(models: Mapping[str, Any], folders: Sequence[str | Path], scale: i
     crops: dict[tuple[str, str], list[Path]] = {}
     for folder in folders:
         set_name = Path(folder).name
-        baseline: dict[str, torch.Tensor] = {}
+        baseline: dict[str, tuple[torch.Tensor, ImageScore]] = {}
 
-        def keep_baseline(image: BenchmarkImage, sr: torch.Tensor) -> None:
-            baseline[image.name] = sr
+        def keep_baseline(image: BenchmarkImage, sr: torch.Tensor, scored: ImageScore) -> None:
+            baseline[image.name] = sr, scored
             if on_image:
                 on_image(set_name, BICUBIC)
 
@@ -67,10 +67,13 @@ def run_suite(models: Mapping[str, Any], folders: Sequence[str | Path], scale: i
         for name, model in models.items():
             shown = crops.setdefault((set_name, name), [])
 
-            def compare(image: BenchmarkImage, sr: torch.Tensor, name: str = name, shown: list[Path] = shown) -> None:
+            def compare(image: BenchmarkImage, sr: torch.Tensor, scored: ImageScore, name: str = name,
+                        shown: list[Path] = shown) -> None:
                 if out_dir is not None:
+                    bicubic, bicubic_score = baseline[image.name]
+                    labels = (f"bicubic {bicubic_score.psnr_y:.2f} dB", f"{name} {scored.psnr_y:.2f} dB", "HR")
                     path = out_dir / set_name / name / f"{image.name}.png"
-                    shown.append(save_comparison(baseline[image.name], sr, image.hr, ("bicubic", name, "HR"), path))
+                    shown.append(save_comparison(bicubic, sr, image.hr, labels, path))
                 if on_image:
                     on_image(set_name, name)
 
