@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     upscale.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="image files or folders of images")
     upscale.add_argument("-o", "--out", type=Path, required=True, metavar="OUT", help="output folder")
     upscale.add_argument("--model", required=True, metavar="CKPT", help="component file or run directory")
-    upscale.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    upscale.add_argument("--batch", type=int, default=1,
+                         help="tiles per forward pass (default 1; more is faster on a GPU and needs more memory)")
     upscale.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     upscale.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
     _tile_arguments(upscale)

@@ -64,7 +64,7 @@ def _batches(tiles: list[Tile], batch_size: int) -> Iterator[list[Tile]]:
 
 
 def upscale_tiled(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor, scale: int, tile: int,
-                  overlap: int, batch_size: int = 4, on_progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                  overlap: int, batch_size: int = 1, on_progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Upscale ``lr`` (1, C, H, W) tile by tile; returns (1, C_out, H * scale, W * scale) in float32.
 
     ``on_progress(n)`` is called after each batch with the number of tiles done in it.

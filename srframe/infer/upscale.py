@@ -31,7 +31,7 @@ class Upscaler:
     is never changed; build a new Upscaler after training it further.
     """
 
-    def __init__(self, model: torch.nn.Module, *, tile: int = 256, overlap: int = 32, batch_size: int = 4,
+    def __init__(self, model: torch.nn.Module, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,
                  precision: Precision = "fp32", channels_last: bool = True, optimize: bool = True):
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
@@ -83,7 +83,7 @@ class Upscaler:
                                  on_progress)
 
 
-def upscale(model: torch.nn.Module, image: Any, *, tile: int = 256, overlap: int = 32, batch_size: int = 4,
+def upscale(model: torch.nn.Module, image: Any, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,
             precision: Precision = "fp32", channels_last: bool = True, optimize: bool = True) -> Any:
     """Super-resolve ``image``: a PIL image, a numpy array, or a float tensor in [0, 1], (C, H, W) or (N, C, H, W).
 
