@@ -13,7 +13,7 @@ import srframe
 from srframe.cli import main
 
 SET5 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmark" / "x4_canonical" / "Set5"
-pytestmark = pytest.mark.skipif(not SET5.is_dir(), reason=f"benchmark set not found at {SET5}")
+needs_set5 = pytest.mark.skipif(not SET5.is_dir(), reason=f"benchmark set not found at {SET5}")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def run_dir(tmp_path_factory):
     return run
 
 
+@needs_set5
 def test_json_table_report_and_crops(run_dir, tmp_path, capsys):
     table_file, out = tmp_path / "table.json", tmp_path / "report"
     assert main(["eval", str(run_dir), "--data", str(SET5), "--json", str(table_file), "--out", str(out),
@@ -53,6 +54,7 @@ def test_json_table_report_and_crops(run_dir, tmp_path, capsys):
     assert len(list((out / "Set5" / "tiny_x4" / "sr").glob("*.png"))) == 5
 
 
+@needs_set5
 def test_lpips_unavailable_leaves_it_out_and_keeps_the_rest(run_dir, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SRFRAME_OFFLINE", "1")
     monkeypatch.setenv("SRFRAME_CACHE", str(tmp_path / "empty"))
@@ -63,6 +65,7 @@ def test_lpips_unavailable_leaves_it_out_and_keeps_the_rest(run_dir, tmp_path, m
     assert json.loads(table_file.read_text())["Set5"]["tiny_x4"]["lpips"] is None
 
 
+@needs_set5
 def test_evaluate_from_python_with_lpips(run_dir):
     from srframe.errors import WeightsError
     from srframe.eval.lpips import LPIPS
@@ -76,3 +79,24 @@ def test_evaluate_from_python_with_lpips(run_dir):
     assert summary["n"] == 5 and 0 < summary["lpips"] < 1
     with pytest.raises(ValueError, match="upscales x4, but the evaluation asks for x2"):
         srframe.evaluate(srframe.load_generator(run_dir), SET5, scale=2)
+
+
+def test_hr_folders_are_cropped_to_a_multiple_of_the_scale_and_pairs_are_checked(tmp_path):
+    import numpy as np
+
+    from srframe.errors import DataError
+    from srframe.eval.benchmark import load_benchmark
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (50, 37, 3), dtype=np.uint8)).save(tmp_path / "odd.png")
+    Image.fromarray(rng.integers(0, 256, (21, 22), dtype=np.uint8)).save(tmp_path / "grey.png")
+    images = {image.name: image for image in load_benchmark(tmp_path, 4)}
+    assert images["odd"].hr.shape == (3, 48, 36) and images["odd"].lr.shape == (3, 12, 9)
+    assert images["grey"].hr.shape == (1, 20, 20) and images["grey"].lr.shape == (1, 5, 5)
+
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(pairs / "a_HR.png")
+    Image.fromarray(rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)).save(pairs / "a_LRx4.png")
+    with pytest.raises(DataError, match="a_LRx4.png is 4x5, which is not .*a_HR.png \\(16x16\\) divided by 4"):
+        load_benchmark(pairs, 4)
