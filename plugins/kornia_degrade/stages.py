@@ -46,12 +46,12 @@ def blur(x: torch.Tensor, settings: Blur, draw: Draw) -> torch.Tensor:
                 continue
             at = members[chosen]
             if name == "motion":
-                built[chosen.to(x.device)] = kernels.motion(length[at], angle[at], direction[at], k, x.device, x.dtype)
+                made = kernels.motion(length[at], angle[at], direction[at], k, x.device, x.dtype)
             elif name == "sinc":
-                built[chosen.to(x.device)] = kernels.sinc(cutoff[at], support[at], k, x.device, x.dtype)
+                made = kernels.sinc(cutoff[at], support[at], k, x.device, x.dtype)
             else:
-                built[chosen.to(x.device)] = kernels.gaussian(sigma[at, 0], sigma[at, 1], angle[at], support[at], k,
-                                                              x.device, x.dtype)
+                made = kernels.gaussian(sigma[at, 0], sigma[at, 1], angle[at], support[at], k, x.device, x.dtype)
+            built[chosen.to(x.device)] = made
         return filter2d(part, built)
 
     return on_samples(x, applied, filtered)
