@@ -5,7 +5,8 @@
 #
 # (a) tests/test_ops.py on CUDA: the Triton kernels against the reference, values and gradients;
 # (b) benchmarks/bench_ops.py: batch 16, 64 output channels, 96x96 output, bf16, fused against
-#     eager pixel_shuffle + prelu, forward and forward+backward, and the forward's memory bandwidth.
+#     eager pixel_shuffle + prelu, forward and forward+backward, and the forward's memory bandwidth;
+# (c) benchmarks/bench_inference.py on CUDA: SRResNet x4 eager against optimize_for_inference.
 #
 # It uses whatever python3 (or $PYTHON) has torch, triton and pytest. When srframe is not installed
 # there, it installs this checkout without dependencies into a scratch folder (the plugins are
@@ -43,4 +44,6 @@ echo "== (a) tests/test_ops.py on CUDA"
 "$PYTHON" -m pytest tests/test_ops.py -q -p no:cacheprovider || status=1
 echo "== (b) op benchmark"
 "$PYTHON" benchmarks/bench_ops.py "$@" || status=1
+echo "== (c) SRResNet x4 inference, plain against optimize_for_inference"
+"$PYTHON" benchmarks/bench_inference.py --device cuda --rounds 20 || status=1
 exit $status

@@ -40,4 +40,4 @@ def bias_prelu(y: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor) -> tor
     if y.dim() != 4 or bias.numel() != y.shape[1] or weight.numel() not in (1, y.shape[1]):
         raise ValueError(f"bias_prelu takes y (N, C, H, W), C biases and 1 or C slopes; got y {tuple(y.shape)}, "
                          f"{bias.numel()} biases, {weight.numel()} slopes")
-    return _bias_prelu(y, bias, weight)
+    return torch.ops.srframe.bias_prelu.default(y, bias, weight)
