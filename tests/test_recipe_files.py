@@ -150,3 +150,14 @@ def test_resolved_recipe_round_trips(write, tmp_path):
     saved = recipe.save(tmp_path / "elsewhere.toml")
     again = load_recipe(saved)
     assert again.spec == recipe.spec  # the same recipe, from anywhere
+
+
+def test_resolved_recipe_shows_defaults_of_nested_settings(write, tmp_path):
+    write("base.toml", BASE)
+    child = write("child.toml", 'extends = "base.toml"\n[degradation]\nkind = "kornia_first_order"\n'
+                                "[degradation.blur]\nsigma = [0.5, 1.5]\n")
+    recipe = load_recipe(child)
+    resolved = tomllib.loads(recipe.to_toml())["degradation"]
+    assert resolved["blur"]["sigma"] == [0.5, 1.5] and resolved["blur"]["prob"] == 1.0  # written, and its default
+    assert "sigma" in resolved["noise"] and "quality" in resolved["jpeg"]  # stages the recipe never mentions
+    assert load_recipe(recipe.save(tmp_path / "resolved.toml")).spec == recipe.spec

@@ -209,8 +209,13 @@ def to_toml_data(value: Any) -> Any:
 
 
 def _is_toml_value(value: Any) -> bool:
+    """Whether a default can be written to the resolved recipe (None and objects such as paths cannot)."""
     if isinstance(value, (bool, int, float, str)):
         return True
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return all(_is_toml_value(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_toml_value(v) for k, v in value.items())
     return isinstance(value, (list, tuple)) and all(_is_toml_value(v) for v in value)
 
 
