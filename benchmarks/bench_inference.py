@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'variant':26s}{'median':>10s}{'min':>10s}{'speed-up':>10s}{'max |diff|':>12s}")
     for name, values in seconds.items():
         median = statistics.median(values)
-        print(f"{name:26s}{median * 1e3:8.0f}ms{min(values) * 1e3:8.0f}ms{base / median:9.2f}x{errors[name]:12.1e}")
+        print(f"{name:26s}{median * 1e3:8.1f}ms{min(values) * 1e3:8.1f}ms{base / median:9.2f}x{errors[name]:12.1e}")
     return 0
 
 

@@ -354,3 +354,16 @@ def test_optimize_for_inference_fuses_pixel_shuffle_and_prelu_anywhere():
     x = torch.rand(2, 3, 5, 4)
     with torch.no_grad():
         assert torch.allclose(optimized(x), model(x), atol=1e-6)
+
+
+@pytest.mark.skipif(not torch._nnpack_available(), reason="this torch has no NNPACK")
+def test_nnpack_takes_wide_and_large_kernel_convolutions_only():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 64, 3, padding=1),
+                          nn.Conv2d(64, 3, 9, padding=4), nn.Conv2d(3, 8, 9, padding=4))
+    optimized = ops.optimize_for_inference(model)
+    assert [type(m).__name__ for m in optimized] == ["Conv2d", "NNPACKConv2d", "NNPACKConv2d", "Conv2d"]
+    x = torch.rand(1, 16, 20, 18)
+    with torch.inference_mode():
+        assert torch.allclose(optimized(x), model(x), atol=1e-5)
+    assert not any(isinstance(m, ops.NNPACKConv2d) for m in ops.optimize_for_inference(model, nnpack=False).modules())

@@ -9,9 +9,9 @@ Triton is imported only when a kernel first runs.
 from __future__ import annotations
 
 from .epilogue import bias_prelu
-from .inference import ConvPReLU, PixelShufflePReLU, fold_batchnorm, optimize_for_inference
+from .inference import ConvPReLU, NNPACKConv2d, PixelShufflePReLU, fold_batchnorm, optimize_for_inference
 from .modes import Mode, OpsError, get_mode, set_mode, use_mode
 from .subpixel import pixel_shuffle_prelu
 
-__all__ = ["ConvPReLU", "Mode", "OpsError", "PixelShufflePReLU", "bias_prelu", "fold_batchnorm", "get_mode",
+__all__ = ["ConvPReLU", "Mode", "NNPACKConv2d", "OpsError", "PixelShufflePReLU", "bias_prelu", "fold_batchnorm", "get_mode",
            "optimize_for_inference", "pixel_shuffle_prelu", "set_mode", "use_mode"]

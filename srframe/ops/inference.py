@@ -4,10 +4,13 @@ The rules walk every ``nn.Sequential`` of a model and rewrite neighbouring child
 (``nn.Identity`` children, left where a module was folded away, are skipped over):
 
 - ConvNd, then BatchNormNd with running statistics: the BN is folded into the conv's weight and bias;
-- Conv2d with a bias, then PReLU: :class:`ConvPReLU` (on CUDA: conv without bias + one bias/PReLU pass);
+- Conv2d with a bias, then PReLU: :class:`ConvPReLU` (on CUDA: conv without bias + one bias/PReLU pass;
+  on the CPU one slope is applied in place);
 - PixelShuffle, then PReLU: :class:`PixelShufflePReLU`, the fused ``srframe.ops.pixel_shuffle_prelu``.
 
-Modules outside an ``nn.Sequential`` keep working unchanged; they are just not rewritten.
+Modules outside an ``nn.Sequential`` keep working unchanged; they are just not rewritten. Wherever
+they sit, wide (out >= 2 x in channels) or large-kernel (>= 5) Conv2d with 16 or more input channels
+become :class:`NNPACKConv2d` when this torch has NNPACK: on the CPU, in float32, they run there.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import copy
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -28,7 +32,8 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 class ConvPReLU(nn.Module):
-    """A Conv2d followed by PReLU; on CUDA the bias and PReLU run as one fused epilogue."""
+    """A Conv2d followed by PReLU; on CUDA the bias and PReLU run as one fused epilogue, on the CPU
+    a single slope is applied in place."""
 
     def __init__(self, conv: nn.Conv2d, prelu: nn.PReLU):
         super().__init__()
@@ -37,7 +42,26 @@ class ConvPReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_cuda:
             return bias_prelu(self.conv._conv_forward(x, self.conv.weight, None), self.conv.bias, self.prelu.weight)
+        if x.device.type == "cpu" and self.prelu.weight.numel() == 1 and not torch.compiler.is_compiling():
+            # in place on the fresh conv output (float() of the slope would break a compiled graph)
+            return F.leaky_relu_(self.conv(x), float(self.prelu.weight.to(x.dtype)))
         return self.prelu(self.conv(x))
+
+
+class NNPACKConv2d(nn.Module):
+    """A Conv2d that runs through NNPACK on the CPU (FFT for large kernels, Winograd for 3x3), where
+    that pays: wide or large-kernel convolutions. Output in NCHW; elsewhere it is the plain conv."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled() and x.requires_grad:
+            return conv(x)
+        return torch._nnpack_spatial_convolution(x.contiguous(), conv.weight.contiguous(), conv.bias,
+                                                 list(conv.padding), list(conv.stride))
 
 
 class PixelShufflePReLU(nn.Module):
@@ -94,6 +118,21 @@ def _epilogue_rule(a: nn.Module, b: nn.Module) -> nn.Module | None:
     return None
 
 
+def _nnpack_pays(conv: nn.Module) -> bool:
+    """NNPACK beats oneDNN on the CPU for wide or large-kernel convolutions with enough input channels
+    (SRResNet x4 on a 2-core AVX-512 CPU: 9x9 64->3 4.5x, 3x3 64->256 1.9x; 3x3 64->64 on a par)."""
+    return (type(conv) is nn.Conv2d and conv.groups == 1 and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple) and conv.in_channels >= 16
+            and (min(conv.kernel_size) >= 5 or conv.out_channels >= 2 * conv.in_channels))
+
+
+def _use_nnpack(model: nn.Module) -> None:
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if _nnpack_pays(child):
+                setattr(parent, name, NNPACKConv2d(child))
+
+
 def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Fold every BatchNorm that follows a conv into that conv, for inference.
 
@@ -115,20 +154,24 @@ def _to_contiguous(module: nn.Module, args: tuple, output):
     return output.contiguous() if isinstance(output, torch.Tensor) else output
 
 
-def optimize_for_inference(model: nn.Module) -> nn.Module:
+def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, nnpack: bool = True) -> nn.Module:
     """An inference copy of ``model``: eval mode, no gradients, BN folded, fused epilogues, channels_last.
 
     The caller's model is left untouched. The copy takes and returns the same tensors (inputs
     are moved to channels_last inside, outputs come back contiguous) and gives the same outputs
     to float rounding. Calling this on an optimised model returns it as it is.
+    ``channels_last=False`` keeps NCHW (on CUDA in float32, channels_last did not pay; docs/ops.md).
     """
     if getattr(model, _OPTIMIZED, False):
         return model
     model = fold_batchnorm(model)
     model.requires_grad_(False)
     _rewrite(model, _epilogue_rule)
-    model.to(memory_format=torch.channels_last)
-    model.register_forward_pre_hook(_to_channels_last)
+    if nnpack and torch._nnpack_available():
+        _use_nnpack(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        model.register_forward_pre_hook(_to_channels_last)
     model.register_forward_hook(_to_contiguous)
     setattr(model, _OPTIMIZED, True)
     return model

@@ -20,8 +20,8 @@ import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
-_TILE = 4096  # elements per program
-_NUM_WARPS = 4
+_TILE = 2048  # elements per program; with 8 warps the fastest in the H200 sweep (docs/ops.md)
+_NUM_WARPS = 8
 
 
 @triton.jit
