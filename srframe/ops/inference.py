@@ -58,7 +58,8 @@ class NNPACKConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
-        if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled() and x.requires_grad:
+        if (x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled() and x.requires_grad
+                or torch.compiler.is_compiling()):  # NNPACK has no fake-tensor kernel: compiled code takes the conv
             return conv(x)
         return torch._nnpack_spatial_convolution(x.contiguous(), conv.weight.contiguous(), conv.bias,
                                                  list(conv.padding), list(conv.stride))
