@@ -135,3 +135,19 @@ def test_upscale_command_names_a_missing_input(tmp_path, generator, capsys):
     model = srframe.save_component(generator, tmp_path / "model.safetensors")
     assert main(["upscale", str(tmp_path / "nope.png"), "-o", str(tmp_path), "--model", str(model)]) == 2
     assert "nope.png: no such file or folder" in capsys.readouterr().err
+
+
+def test_upscale_prepares_a_model_once_and_again_after_it_changes(generator):
+    from srframe.infer.upscale import _prepared
+
+    model = srframe.build("generator", "srresnet", scale=2, num_blocks=1, channels=8).eval()
+    lr = torch.rand(1, 3, 6, 6)
+    first = srframe.upscale(model, lr)
+    prepared = _prepared[model][("fp32", None, True)][1]
+    srframe.upscale(model, lr)
+    assert _prepared[model][("fp32", None, True)][1] is prepared  # reused
+    with torch.no_grad():
+        model.tail.bias.add_(0.1)  # what an optimiser step does
+    second = srframe.upscale(model, lr)
+    assert _prepared[model][("fp32", None, True)][1] is not prepared
+    assert torch.allclose(second, _untiled(model, lr), atol=1e-5) and not torch.allclose(first, second)

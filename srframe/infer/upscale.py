@@ -10,6 +10,7 @@ optimised for inference by :func:`srframe.ops.optimize_for_inference`, in fp32, 
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -28,25 +29,28 @@ class Upscaler:
     """A generator prepared once for inference, applied to one image at a time.
 
     The model is copied (and optimised for inference when ``optimize``), so the caller's model
-    is never changed; build a new Upscaler after training it further.
+    is never changed; build a new Upscaler after training it further. ``channels_last=None``
+    chooses it where it pays: on the CPU, not on CUDA (docs/ops.md).
     """
 
     def __init__(self, model: torch.nn.Module, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,
-                 precision: Precision = "fp32", channels_last: bool = True, optimize: bool = True):
+                 precision: Precision = "fp32", channels_last: bool | None = None, optimize: bool = True):
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
         self.scale = int(model.scale)
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
-        self.dtype, self.channels_last = DTYPES[precision], channels_last
+        self.device = next(model.parameters()).device
+        self.dtype = DTYPES[precision]
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
         if optimize:
             from ..ops import optimize_for_inference
 
-            ready = optimize_for_inference(model)
+            ready = optimize_for_inference(model, channels_last=self.channels_last)
         else:
             ready = copy.deepcopy(model).eval()
-        ready = ready.to(self.dtype)
-        self.model = ready.to(memory_format=torch.channels_last) if channels_last else ready
-        self.device = next(self.model.parameters()).device
+            if self.channels_last:
+                ready = ready.to(memory_format=torch.channels_last)
+        self.model = ready.to(self.dtype)
 
     def __call__(self, image: Any, on_progress: Callable[[int], None] | None = None) -> Any:
         """Super-resolve one image (or a batch tensor); ``on_progress(n)`` hears of every ``n`` tiles done."""
@@ -84,14 +88,35 @@ class Upscaler:
 
 
 def upscale(model: torch.nn.Module, image: Any, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,
-            precision: Precision = "fp32", channels_last: bool = True, optimize: bool = True) -> Any:
+            precision: Precision = "fp32", channels_last: bool | None = None, optimize: bool = True) -> Any:
     """Super-resolve ``image``: a PIL image, a numpy array, or a float tensor in [0, 1], (C, H, W) or (N, C, H, W).
 
     ``tile`` and ``overlap`` are in LR pixels (see :mod:`srframe.infer.tiles`); the result has
-    the input's type, dtype and channel layout. To upscale many images, make one :class:`Upscaler`.
+    the input's type, dtype and channel layout. The model is prepared for inference once and
+    prepared again only when its parameters change (e.g. after a training step).
     """
-    return Upscaler(model, tile=tile, overlap=overlap, batch_size=batch_size, precision=precision,
-                    channels_last=channels_last, optimize=optimize)(image)
+    settings = (precision, channels_last, optimize)
+    stamp = _state_stamp(model)
+    cached = _prepared.get(model, {}).get(settings)
+    if cached is None or stamp is None or cached[0] != stamp:
+        cached = stamp, Upscaler(model, precision=precision, channels_last=channels_last, optimize=optimize)
+        _prepared.setdefault(model, {})[settings] = cached
+    upscaler = cached[1]
+    upscaler.tile, upscaler.overlap, upscaler.batch_size = tile, overlap, batch_size
+    return upscaler(image)
+
+
+# model -> {(precision, channels_last, optimize): (state stamp, Upscaler)}
+_prepared: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, tuple[tuple, Upscaler]]] = weakref.WeakKeyDictionary()
+
+
+def _state_stamp(model: torch.nn.Module) -> tuple | None:
+    """Changes whenever a parameter or buffer is replaced or modified in place (tensor version counters);
+    None for inference tensors, which count no versions."""
+    tensors = (*model.parameters(), *model.buffers())
+    if any(t.is_inference() for t in tensors):
+        return None
+    return tuple((id(t), t._version) for t in tensors)
 
 
 def _upscale_channels(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile: int,
