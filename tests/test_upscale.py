@@ -143,11 +143,11 @@ def test_upscale_prepares_a_model_once_and_again_after_it_changes(generator):
     model = srframe.build("generator", "srresnet", scale=2, num_blocks=1, channels=8).eval()
     lr = torch.rand(1, 3, 6, 6)
     first = srframe.upscale(model, lr)
-    prepared = _prepared[model][("fp32", None, True)][1]
+    prepared = _prepared[model][("fp32", None, None)][1]
     srframe.upscale(model, lr)
-    assert _prepared[model][("fp32", None, True)][1] is prepared  # reused
+    assert _prepared[model][("fp32", None, None)][1] is prepared  # reused
     with torch.no_grad():
         model.tail.bias.add_(0.1)  # what an optimiser step does
     second = srframe.upscale(model, lr)
-    assert _prepared[model][("fp32", None, True)][1] is not prepared
+    assert _prepared[model][("fp32", None, None)][1] is not prepared
     assert torch.allclose(second, _untiled(model, lr), atol=1e-5) and not torch.allclose(first, second)

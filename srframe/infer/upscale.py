@@ -29,20 +29,22 @@ class Upscaler:
     """A generator prepared once for inference, applied to one image at a time.
 
     The model is copied (and optimised for inference when ``optimize``), so the caller's model
-    is never changed; build a new Upscaler after training it further. ``channels_last=None``
-    chooses it where it pays: on the CPU, not on CUDA (docs/ops.md).
+    is never changed; build a new Upscaler after training it further. ``optimize`` and
+    ``channels_last`` left as None are chosen where they were measured to pay: on the CPU, not
+    on CUDA (docs/ops.md).
     """
 
     def __init__(self, model: torch.nn.Module, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,
-                 precision: Precision = "fp32", channels_last: bool | None = None, optimize: bool = True):
+                 precision: Precision = "fp32", channels_last: bool | None = None, optimize: bool | None = None):
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
         self.scale = int(model.scale)
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.device = next(model.parameters()).device
         self.dtype = DTYPES[precision]
-        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
-        if optimize:
+        on_cpu = self.device.type == "cpu"
+        self.channels_last = on_cpu if channels_last is None else channels_last
+        if on_cpu if optimize is None else optimize:
             from ..ops import optimize_for_inference
 
             ready = optimize_for_inference(model, channels_last=self.channels_last)
@@ -88,7 +90,7 @@ class Upscaler:
 
 
 def upscale(model: torch.nn.Module, image: Any, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,
-            precision: Precision = "fp32", channels_last: bool | None = None, optimize: bool = True) -> Any:
+            precision: Precision = "fp32", channels_last: bool | None = None, optimize: bool | None = None) -> Any:
     """Super-resolve ``image``: a PIL image, a numpy array, or a float tensor in [0, 1], (C, H, W) or (N, C, H, W).
 
     ``tile`` and ``overlap`` are in LR pixels (see :mod:`srframe.infer.tiles`); the result has
