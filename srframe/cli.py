@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="PSNR/SSIM/LPIPS of models and the bicubic baseline on benchmark sets")
     evaluate.add_argument("models", nargs="*", metavar="MODEL",
-                          help="component files or run directories (the bicubic baseline is always included)")
+                          help="component files or run directories (the bicubic baseline is always included; "
+                               "naming it, as `bicubic`, is allowed)")
     evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR",
                           help="benchmark folders: HR images, or canonical NAME_HR / NAME_LRx4 pairs")
     evaluate.add_argument("--scale", type=int, help="upscaling factor (default: the first model's)")
@@ -66,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     upscale.add_argument("--batch", type=int, default=1,
                          help="tiles per forward pass (default 1; more is faster on a GPU and needs more memory)")
     upscale.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
-    upscale.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
+    upscale.add_argument("--no-channels-last", action="store_true",
+                         help="keep NCHW memory layout (default: channels_last on the CPU, NCHW on CUDA)")
     _tile_arguments(upscale)
     upscale.set_defaults(handler=_upscale)
 
@@ -115,13 +117,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from .component_files import load_generator
-    from .eval.benchmark import model_name_of
+    from .eval.benchmark import BICUBIC, model_name_of
     from .eval.report import markdown_table
     from .eval.suite import run_suite
 
     if args.save_images and args.out is None:
         raise SrframeError("--save-images needs --out DIR to know where to save the images")
-    models = {model_name_of(path): load_generator(path) for path in args.models}
+    models = {model_name_of(path): load_generator(path) for path in args.models if path != BICUBIC}
     scale = args.scale or (next(iter(models.values())).scale if models else None)
     if scale is None:
         raise SrframeError("give --scale, or a model to take it from")
@@ -148,7 +150,7 @@ def _upscale(args: argparse.Namespace) -> int:
     with _progress() as progress:
         written = upscale_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap,
                                 batch_size=args.batch, precision=args.precision,
-                                channels_last=not args.no_channels_last, progress=progress)
+                                channels_last=False if args.no_channels_last else None, progress=progress)
     _stdout().print(f"{len(written)} image(s) written to {args.out}", highlight=False, markup=False)
     return 0
 

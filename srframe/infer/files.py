@@ -18,7 +18,7 @@ from .upscale import Precision, Upscaler
 
 
 def upscale_files(model: Any, inputs: list[Path], out_dir: Path, *, tile: int = 256, overlap: int = 32,
-                  batch_size: int = 1, precision: Precision = "fp32", channels_last: bool = True,
+                  batch_size: int = 1, precision: Precision = "fp32", channels_last: bool | None = None,
                   progress: Any = None) -> list[Path]:
     """Upscale every image file in ``inputs`` (files, or folders searched recursively) into ``out_dir``.
 

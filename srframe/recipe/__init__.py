@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from ..errors import PluginError, Problem, RecipeError
 from ..plugins import PluginHost
 from ..schema import format_path
@@ -33,6 +31,8 @@ class Recipe:
 
     def to_toml(self) -> str:
         """The resolved recipe: bases merged, overrides applied, defaults filled, paths absolute."""
+        import tomli_w
+
         return tomli_w.dumps(to_toml_data(self.spec))
 
     def save(self, path: str | Path) -> Path:
