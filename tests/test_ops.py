@@ -77,15 +77,18 @@ def test_kernel_matches_reference_fp32(device, batch, height, width, scale, layo
     _assert_slope_grads_close(grad_w, x, grad, scale, rel=1e-6)
 
 
-def test_kernel_registered_op_and_eager_path_agree(device):
+def _assert_eager_path_and_registered_op_agree(x, weight):
     """Eager calls take an autograd.Function, traced code the registered op: same values and gradients."""
-    x, weight = _inputs(2, 3, 2, 5, 6, 3, device=device)
     eager = ops.pixel_shuffle_prelu(x, weight, 2)
     registered = torch.ops.srframe.pixel_shuffle_prelu.default(x, weight, 2)
     assert torch.equal(eager, registered)
     grad = torch.randn_like(eager)
     for a, b in zip(torch.autograd.grad(eager, (x, weight), grad), torch.autograd.grad(registered, (x, weight), grad)):
         assert torch.equal(a, b)
+
+
+def test_kernel_registered_op_and_eager_path_agree(device):
+    _assert_eager_path_and_registered_op_agree(*_inputs(2, 3, 2, 5, 6, 3, device=device))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -383,10 +386,5 @@ def test_nnpack_takes_wide_and_large_kernel_convolutions_only():
 def test_registered_op_and_eager_path_agree_on_the_reference():
     x = torch.randn(2, 12, 4, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.tensor([0.2, -0.1, 0.4], dtype=torch.float64, requires_grad=True)
-    eager = ops.pixel_shuffle_prelu(x, weight, 2)
-    registered = torch.ops.srframe.pixel_shuffle_prelu.default(x, weight, 2)
-    assert torch.equal(eager, registered)
-    grad = torch.randn_like(eager)
-    for a, b in zip(torch.autograd.grad(eager, (x, weight), grad), torch.autograd.grad(registered, (x, weight), grad)):
-        assert torch.equal(a, b)
+    _assert_eager_path_and_registered_op_agree(x, weight)
     assert torch.autograd.gradcheck(lambda a, w: torch.ops.srframe.pixel_shuffle_prelu.default(a, w, 2), (x, weight))
