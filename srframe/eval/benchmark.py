@@ -22,7 +22,7 @@ from ..data.images import read_image
 from ..data.patches import modcrop
 from ..degrade import imresize
 from ..errors import DataError
-from .metrics import psnr, quantize, ssim
+from .metrics import psnr, ssim
 
 BICUBIC = "bicubic"
 
@@ -93,16 +93,18 @@ def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: 
     ``on_image(image, sr, score)`` hears of each image done (sr as uint8 (C, H, W)).
     """
     name = model_name or model_name_of(model)
-    upscaler = _upscaler(model, scale, tile, overlap)
-    scale = scale or upscaler.scale
-    if upscaler.scale != scale:
-        raise ValueError(f"model {name} upscales x{upscaler.scale}, but the evaluation asks for x{scale}")
+    model_scale, upscale = _upscaler(model, scale, tile, overlap)
+    scale = scale or model_scale
+    if model_scale != scale:
+        raise ValueError(f"model {name} upscales x{model_scale}, but the evaluation asks for x{scale}")
     result = SetResult(Path(folder).name, name)
     for image in load_benchmark(folder, scale):
-        sr = upscaler(image.lr)
+        sr = upscale(image.lr)
         result.images.append(score(sr, image.hr, crop if crop is not None else scale, lpips, image.name))
         if save_dir is not None:
-            _save_png(sr, Path(save_dir) / f"{image.name}.png")
+            from ..infer.files import write_png
+
+            write_png(sr.permute(1, 2, 0).numpy(), Path(save_dir) / f"{image.name}.png")
         if on_image:
             on_image(image, sr, result.images[-1])
     return result
@@ -119,28 +121,21 @@ def score(sr: torch.Tensor, hr: torch.Tensor, crop: int, lpips: Any = None, name
     return ImageScore(name, float(psnr(sr_f, hr_f, crop)[0]), float(ssim(sr_f, hr_f, crop)[0]), distance)
 
 
-@dataclass(frozen=True)
-class _Upscaler:
-    scale: int
-    run: Callable[[torch.Tensor], torch.Tensor]  # uint8 (C, h, w) -> uint8 (C, h * scale, w * scale)
-
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.run(lr)
-
-
-def _upscaler(model: Any, scale: int | None, tile: int, overlap: int) -> _Upscaler:
+def _upscaler(model: Any, scale: int | None, tile: int,
+              overlap: int) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+    """The model's scale and a function from uint8 (C, h, w) LR to uint8 (C, h * scale, w * scale) SR."""
     if isinstance(model, str) and model == BICUBIC:
         if scale is None:
             raise ValueError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
-        return _Upscaler(scale, lambda lr: imresize(lr, scale=scale))
+        return scale, lambda lr: imresize(lr, scale=scale)
     if isinstance(model, (str, Path)):
         from ..component_files import load_generator
 
         model = load_generator(model)
     from ..infer.upscale import Upscaler
 
-    upscaler = Upscaler(model, tile=tile, overlap=overlap)
-    return _Upscaler(upscaler.scale, lambda lr: (quantize(upscaler(lr.float() / 255)) * 255).round().to(torch.uint8))
+    upscaler = Upscaler(model, tile=tile, overlap=overlap)  # its outputs are clamped to [0, 1]
+    return upscaler.scale, lambda lr: (upscaler(lr.float() / 255) * 255).round().to(torch.uint8)
 
 
 def _read_8bit(path: Path) -> torch.Tensor:
@@ -148,14 +143,6 @@ def _read_8bit(path: Path) -> torch.Tensor:
     if image.dtype != torch.uint8:
         raise DataError(f"{path}: benchmark images are 8-bit; this one is {image.dtype}")
     return image
-
-
-def _save_png(image: torch.Tensor, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = image.permute(1, 2, 0).numpy()
-    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(path)
 
 
 def model_name_of(model: Any) -> str:

@@ -28,11 +28,6 @@ def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
     return 16.0 + (img * weights).sum(dim=-3, keepdim=True)
 
 
-def quantize(img: torch.Tensor) -> torch.Tensor:
-    """Round to the 8-bit grid, as saving the image would: values k / 255."""
-    return (img.clamp(0, 1) * 255).round() / 255
-
-
 def _prepare(sr: torch.Tensor, hr: torch.Tensor, crop: int, channel: Channel) -> tuple[torch.Tensor, torch.Tensor]:
     """Both images as float64 on the 0..255 scale, in the chosen channel(s), borders cropped."""
     if sr.shape != hr.shape:
