@@ -101,16 +101,10 @@ def find_vgg_weights(backbone: str, path: Path | None = None) -> Path:
 def load_vgg_features(backbone: str, path: Path | None = None) -> dict[str, torch.Tensor]:
     """The state dict of torchvision's ``vgg*.features`` (keys like ``"0.weight"``), logged with its sha256."""
     file = find_vgg_weights(backbone, path)
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(file))
-    else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+    state = _load_tensors(file, f"{backbone} weights")
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     if not features:
         raise WeightsError(f"{file} holds no VGG 'features.*' tensors; is it a torchvision {backbone} checkpoint?")
-    logger.info("%s weights: %s (sha256 %s)", backbone, file, sha256(file))
     return features
 
 
@@ -153,13 +147,19 @@ def find_lpips_heads(path: Path | None = None) -> Path:
 
 def load_lpips_heads(path: Path | None = None) -> dict[str, torch.Tensor]:
     """LPIPS v0.1's linear heads for VGG16 (``lin0.model.1.weight`` ... ``lin4``), logged with their sha256."""
+    return _load_tensors(find_lpips_heads(path), "LPIPS heads")
+
+
+def _load_tensors(file: Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file or a torch checkpoint (read with ``weights_only``), logged with the
+    file's sha256 when INFO logging is on (hashing a 500 MB checkpoint is not free)."""
     from safetensors.torch import load_file
 
-    file = find_lpips_heads(path)
-    heads = load_file(str(file)) if file.suffix == ".safetensors" else torch.load(file, map_location="cpu",
-                                                                                 weights_only=True)
-    logger.info("LPIPS heads: %s (sha256 %s)", file, sha256(file))
-    return heads
+    tensors = load_file(str(file)) if file.suffix == ".safetensors" else torch.load(file, map_location="cpu",
+                                                                                   weights_only=True)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("%s: %s (sha256 %s)", what, file, sha256(file))
+    return tensors
 
 
 def fetch_lpips_heads() -> Path:
