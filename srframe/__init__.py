@@ -20,7 +20,8 @@ register = registry.register
 
 # Public names that need torch, imported on first use: name -> module
 _LAZY = {
-    **dict.fromkeys(("Generator", "Discriminator", "Loss", "LossContext", "Degradation"), "srframe.interfaces"),
+    **dict.fromkeys(("Generator", "Discriminator", "Loss", "LossContext", "AdversarialLoss", "DiscriminatorContext",
+                     "Degradation"), "srframe.interfaces"),
     "upscale": "srframe.infer.upscale",
     "Upscaler": "srframe.infer.upscale",
     "evaluate": "srframe.eval.benchmark",

@@ -22,6 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    if args.disable_plugins:
+        from .plugins import host
+
+        host.disable(*args.disable_plugins)
     try:
         return args.handler(args)
     except SrframeError as exc:
@@ -40,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srframe", description="Train, evaluate and deploy super-resolution models.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--disable-plugin", dest="disable_plugins", action="append", default=[], metavar="NAME",
+                        help="leave an installed plugin unloaded (repeatable; also $SRFRAME_DISABLE_PLUGINS=a,b)")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="train, validate and checkpoint as a recipe says")
@@ -175,8 +181,9 @@ def _plugins(args: argparse.Namespace) -> int:
     for column in ("plugin", "status", "origin", "components"):
         plugins.add_column(column)
     for info in host.plugins.values():
-        status = "[green]loaded[/]" if info.status == "loaded" else "[red]failed[/]"
-        detail = ", ".join(f"{kind} {name}" for kind, name in info.components) if info.status == "loaded" else info.error
+        status = {"loaded": "[green]loaded[/]", "disabled": "[yellow]disabled[/]"}.get(info.status, "[red]failed[/]")
+        detail = {"loaded": ", ".join(f"{kind} {name}" for kind, name in info.components),
+                  "disabled": "left unloaded (--disable-plugin / $SRFRAME_DISABLE_PLUGINS)"}.get(info.status, info.error)
         plugins.add_row(escape(info.name), status, escape(str(info.origin)), escape(detail or "(none)"))
     components = Table(title="Components", title_justify="left")
     for column in ("kind", "name", "origin", "summary"):

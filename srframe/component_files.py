@@ -8,7 +8,7 @@ and parameters it was built with, so it can be rebuilt without the recipe that m
 
 A run directory keeps its generator as ``generator.safetensors`` at the top (the final
 weights) and in each checkpoint folder ``checkpoints/<step>/``; the newest is used when the
-top-level file is missing.
+top-level file is missing (see :mod:`srframe.train.checkpoint` for the whole layout).
 """
 
 from __future__ import annotations
@@ -81,20 +81,17 @@ def load_generator(path: str | Path) -> Any:
 
 
 def find_generator_file(path: Path) -> Path:
-    """``path`` itself if a file; else the run directory's or checkpoint folder's generator file."""
+    """``path`` itself if a file; else the generator a run directory or checkpoint folder holds
+    (the layout is :class:`srframe.train.checkpoint.RunDir`'s)."""
+    from .train.checkpoint import RunDir
+
+    path = Path(path)
     if path.is_file():
         return path
     if not path.is_dir():
         raise CheckpointError(f"no such file or run directory: {path}")
-    if (path / GENERATOR_FILE).is_file():
-        return path / GENERATOR_FILE
-    checkpoints = sorted((path / "checkpoints").glob(f"*/{GENERATOR_FILE}"), key=lambda p: _step_of(p.parent.name))
-    if checkpoints:
-        return checkpoints[-1]
-    raise CheckpointError(f"{path} holds no generator: expected {path / GENERATOR_FILE} or "
-                          f"{path / 'checkpoints' / '<step>' / GENERATOR_FILE}")
-
-
-def _step_of(folder_name: str) -> tuple[int, str]:
-    digits = "".join(ch for ch in folder_name if ch.isdigit())
-    return (int(digits) if digits else -1, folder_name)
+    found = RunDir(path).generator_file()
+    if found is None:
+        raise CheckpointError(f"{path} holds no generator: expected {path / GENERATOR_FILE} or "
+                              f"{path / 'checkpoints' / '<step>' / GENERATOR_FILE}")
+    return found

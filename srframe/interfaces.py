@@ -1,40 +1,86 @@
-"""The interfaces components implement: Generator, Discriminator, Loss, Degradation.
+"""The interfaces components implement: Generator, Discriminator, Loss, Degradation, and the GAN
+contract (AdversarialLoss with its DiscriminatorContext).
 
 Images are float tensors in [0, 1], NCHW. ``srframe.build`` checks that a generator,
 discriminator, loss or degradation factory returns an instance of the matching interface.
+``srframe.testing`` checks a component against these contracts on tiny tensors.
+
+Every interface that is an ``nn.Module`` has an explicit ``__init__(self)`` with no
+parameters, so a component that declares no ``__init__`` of its own has a closed, empty
+schema: a misspelt recipe key is an error, not an argument passed on.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .errors import SrframeError
+
 
 class Generator(nn.Module):
-    """Maps a low-resolution batch to a super-resolved one ``scale`` times larger."""
+    """Maps a low-resolution batch to a super-resolved one ``scale`` times larger.
+
+    ``forward(lr)``: (N, in_channels, h, w) in [0, 1] -> (N, out_channels, h * scale, w * scale),
+    nominally in [0, 1] (not clamped: losses see the raw output; inference clamps).
+    """
 
     scale: int
     in_channels: int = 3
     out_channels: int = 3
+
+    def __init__(self) -> None:
+        super().__init__()
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class Discriminator(nn.Module):
-    """Scores images as real or generated; returns logits. Accepts any crop size the recipe uses."""
+    """Scores images as real or generated.
+
+    ``forward(img)``: (N, C, H, W) in [0, 1] -> logits with N as their first dimension, (N,) or
+    (N, ...) for a patch discriminator. Accepts any crop size the recipe uses.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def regularization(self, ctx: DiscriminatorContext) -> torch.Tensor | None:
+        """An extra term for the discriminator's own update (e.g. an R1 gradient penalty), or None.
 
-@dataclass
+        Added, unweighted, to the discriminator objective of the stage's adversarial losses.
+        The default adds nothing.
+        """
+        return None
+
+
+def _require_discriminator(discriminator: Discriminator | None) -> Discriminator:
+    if discriminator is None:
+        raise SrframeError("this loss needs the stage's discriminator, but the LossContext has none: "
+                           "add discriminator = { kind = \"...\" } to the stage (or pass discriminator= when "
+                           "calling the loss from Python)")
+    return discriminator
+
+
+@dataclass(eq=False)
 class LossContext:
-    """What a loss may look at in one training step."""
+    """What a loss may look at in one generator step.
+
+    ``sr`` (N, C, H, W) carries gradients to the generator; ``hr`` is the target, ``lr`` the
+    generator's input (N, C, H / scale, W / scale). ``discriminator`` is the stage's (None in
+    a stage without one); its parameters are frozen during the generator step.
+    ``fake_logits`` and ``real_logits`` are computed on first use and shared by every loss of
+    the step, so a stage with several adversarial terms runs the discriminator once per input.
+    """
 
     sr: torch.Tensor
     hr: torch.Tensor
@@ -42,16 +88,75 @@ class LossContext:
     discriminator: Discriminator | None = None
     step: int = 0
 
+    @functools.cached_property
+    def fake_logits(self) -> torch.Tensor:
+        """D(sr), with gradients flowing back to the generator."""
+        return _require_discriminator(self.discriminator)(self.sr)
+
+    @functools.cached_property
+    def real_logits(self) -> torch.Tensor:
+        """D(hr), detached: what relativistic losses compare the fake logits with."""
+        with torch.no_grad():
+            return _require_discriminator(self.discriminator)(self.hr)
+
+
+@dataclass(eq=False)
+class DiscriminatorContext:
+    """What the discriminator's objective may look at in one discriminator step.
+
+    ``real`` are the HR images, ``fake`` the generator's output of the same step, detached
+    (both (N, C, H, W) in [0, 1]). ``real_logits`` and ``fake_logits`` are computed on first
+    use and shared by every adversarial loss and the discriminator's regularization. A term
+    that needs gradients with respect to the images (R1) runs the discriminator itself on
+    ``real.detach().requires_grad_()``.
+    """
+
+    real: torch.Tensor
+    fake: torch.Tensor
+    discriminator: Discriminator
+    step: int = 0
+
+    @functools.cached_property
+    def real_logits(self) -> torch.Tensor:
+        return self.discriminator(self.real)
+
+    @functools.cached_property
+    def fake_logits(self) -> torch.Tensor:
+        return self.discriminator(self.fake)
+
 
 class Loss(nn.Module):
-    """A training objective. Its weight lives in the recipe, not in the loss.
+    """A training objective of the generator: ``forward(ctx) -> scalar tensor``.
 
-    A loss that sets ``needs_discriminator = True`` may only be used in stages that train one.
+    Its weight lives in the recipe (``{ kind = "...", weight = 0.1 }``), not in the loss. A loss
+    that sets ``needs_discriminator = True`` reads ``ctx.discriminator`` (or ``ctx.fake_logits``)
+    and may only be used in stages that have a discriminator.
     """
 
     needs_discriminator: ClassVar[bool] = False
 
+    def __init__(self) -> None:
+        super().__init__()
+
     def forward(self, ctx: LossContext) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class AdversarialLoss(Loss):
+    """The GAN contract: a loss that also defines what its discriminator is trained on.
+
+    - ``forward(ctx)`` is the generator's side, e.g. ``-log D(G(lr))`` from ``ctx.fake_logits``
+      (and ``ctx.real_logits`` for relativistic losses). Weighted by the recipe, like every loss.
+    - ``discriminator_loss(ctx)`` is the discriminator's side, from ``ctx.real_logits`` and
+      ``ctx.fake_logits`` (or the images). The engine minimises the unweighted sum of the
+      stage's adversarial losses' ``discriminator_loss`` plus ``discriminator.regularization``.
+
+    A stage with a discriminator needs at least one AdversarialLoss, or nothing would train it.
+    """
+
+    needs_discriminator: ClassVar[bool] = True
+
+    def discriminator_loss(self, ctx: DiscriminatorContext) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -65,4 +170,4 @@ class Degradation(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``hr`` (N, C, H, W) in [0, 1] -> LR (N, C, H / scale, W / scale)."""
+        """``hr`` (N, C, H, W) in [0, 1] -> LR (N, C, H / scale, W / scale) in [0, 1]."""

@@ -12,6 +12,8 @@ Installed packages announce plugins with an entry point in group ``srframe``; th
 imported on the first registry lookup, never at ``import srframe``. A recipe's
 ``plugins = [...]`` loads more modules by dotted name or ``.py`` path. A plugin that fails
 to import or to register is reported (``srframe plugins``) and the others keep working.
+``SRFRAME_DISABLE_PLUGINS=name,...`` (or ``srframe --disable-plugin NAME``) leaves installed
+plugins unloaded, as pytest's ``-p no:NAME`` does.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .errors import PluginError
 from .registry import Origin, Registry
 
 ENTRY_POINT_GROUP = "srframe"
+DISABLE_VARIABLE = "SRFRAME_DISABLE_PLUGINS"
+CORE_PLUGIN = "srframe.builtins"  # the entry point srframe's own installation always announces
 
 hookspec = pluggy.HookspecMarker("srframe")
 hookimpl = pluggy.HookimplMarker("srframe")
@@ -52,7 +56,7 @@ class Hookspecs:
 class PluginInfo:
     name: str
     origin: Origin
-    status: str = "loaded"  # or "failed"
+    status: str = "loaded"  # or "failed", or "disabled"
     error: str | None = None
     components: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
 
@@ -66,7 +70,16 @@ class PluginHost:
         self.manager = pluggy.PluginManager("srframe")
         self.manager.add_hookspecs(Hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
+        self.disabled: set[str] = set()  # plugin names to leave unloaded, besides $SRFRAME_DISABLE_PLUGINS
         registry.on_first_lookup(self.load_entry_points)
+
+    def disable(self, *names: str) -> None:
+        """Leave the installed plugins ``names`` unloaded (call before the first lookup)."""
+        self.disabled.update(names)
+
+    def disabled_names(self) -> set[str]:
+        from_environment = os.environ.get(DISABLE_VARIABLE, "")
+        return self.disabled | {name.strip() for name in from_environment.split(",") if name.strip()}
 
     def load_entry_points(self) -> None:
         """Load every plugin announced in the entry-point group (each once).
@@ -78,11 +91,24 @@ class PluginHost:
             dist = ep.dist.name if ep.dist else ""
             return dist != "srframe", dist, ep.name
 
-        for ep in sorted(importlib.metadata.entry_points(group=self.group), key=order):
+        entry_points = sorted(importlib.metadata.entry_points(group=self.group), key=order)
+        if self.group == ENTRY_POINT_GROUP and not any(ep.value == CORE_PLUGIN for ep in entry_points):
+            self.registry.missing_installation = _missing_installation()
+            logger.warning("%s", self.registry.missing_installation)
+        disabled = self.disabled_names()
+        for ep in entry_points:
             if ep.name in self.plugins:
                 continue
             package = f"{ep.dist.name} {ep.dist.version}" if ep.dist else None
+            if ep.name in disabled:
+                self.plugins[ep.name] = PluginInfo(ep.name, Origin(ep.value, package), status="disabled")
+                self.registry.disabled_plugins.append(ep.name)
+                continue
             self._load(ep.name, ep.load, Origin(ep.value, package))
+        unknown = disabled - {ep.name for ep in entry_points}
+        if unknown:
+            logger.warning("asked to leave unloaded %s, but no installed plugin has that name; installed plugins: %s",
+                           ", ".join(sorted(unknown)), ", ".join(sorted(ep.name for ep in entry_points)) or "(none)")
 
     def load_module(self, spec: str, base_dir: Path | None = None) -> PluginInfo:
         """Load a plugin module by dotted name, or a ``.py`` file (relative to ``base_dir``).
@@ -123,6 +149,15 @@ class PluginHost:
         after = {(e.kind, e.name) for e in self.registry.entries()}
         info.components = sorted(after - before)
         return info
+
+
+def _missing_installation() -> str:
+    """What to say when srframe's own entry points are absent: it is imported without being installed."""
+    checkout = Path(__file__).resolve().parents[1]
+    command = f"pip install -e {checkout}" if (checkout / "pyproject.toml").is_file() else "pip install srframe"
+    return (f"srframe's own components are not registered: srframe is imported from {checkout} without being "
+            f"installed, so its entry points (group {ENTRY_POINT_GROUP!r}) are missing. Install it: `{command}` "
+            "(or `make setup` in a checkout).")
 
 
 def _import_file(path: Path) -> Any:

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .errors import RecipeError, RegistryError
-from .schema import Checker, Schema, close_matches, schema_of
+from .schema import INVALID, Checker, Schema, close_matches, schema_of, show
 
 KINDS = ("generator", "discriminator", "loss", "degradation", "dataset", "metric")
+PLURALS = {"generator": "generators", "discriminator": "discriminators", "loss": "losses",
+           "degradation": "degradations", "dataset": "datasets", "metric": "metrics"}
 
 # The interface a built component must satisfy, by kind (in srframe.interfaces).
 _INTERFACES = {"generator": "Generator", "discriminator": "Discriminator", "loss": "Loss", "degradation": "Degradation"}
@@ -71,18 +73,28 @@ class Registry:
         self._loaded = False
         self._package: str | None = None  # the distribution being loaded, while a plugin loads
         self.load_failures: dict[str, str] = {}  # plugin name -> why it failed, for lookup errors
+        self.missing_installation: str | None = None  # set when srframe's own entry points are absent
+        self.disabled_plugins: list[str] = []  # installed plugins left unloaded on purpose
 
     def on_first_lookup(self, loader: Callable[[], None]) -> None:
         """Run ``loader`` (once) before the first lookup, e.g. to load entry-point plugins."""
         self._loaders.append(loader)
 
     def add(self, kind: str, name: str, factory: Callable[..., Any], *, module: str | None = None) -> Entry:
-        """Register ``factory`` as component ``name`` of ``kind``."""
+        """Register ``factory`` as component ``name`` of ``kind``.
+
+        Its schema is read now: a factory whose settings cannot be checked (``**kwargs`` not marked
+        open, unresolvable hints) or that collides with a key recipes reserve is refused here
+        (RegistryError), not hours into a run (see :mod:`srframe.recipe.options`).
+        """
+        from .recipe.options import check_factory
+
         self._check_kind(kind)
         if not isinstance(name, str) or not name:
             raise RegistryError(f"a {kind} name must be a non-empty string, got {name!r}")
         if not callable(factory):
             raise RegistryError(f'{kind} "{name}": the factory must be a class or function, got {factory!r}')
+        check_factory(kind, name, factory)
         origin = Origin(module or getattr(factory, "__module__", "?"), self._package)
         existing = self._entries[kind].get(name)
         if existing is not None:
@@ -115,7 +127,13 @@ class Registry:
 
     def unknown_name_message(self, kind: str, name: str) -> str:
         known = sorted(self._entries[kind])
-        message = f'unknown {kind} "{name}"{close_matches(name, known)} Registered {kind}s: {", ".join(known) or "(none)"}.'
+        message = (f'unknown {kind} "{name}"{close_matches(name, known) or "."} '
+                   f'Registered {PLURALS[kind]}: {", ".join(known) or "(none)"}.')
+        if self.missing_installation:
+            message += f" {self.missing_installation}"
+        if self.disabled_plugins:
+            message += (f" Plugins left unloaded (--disable-plugin / $SRFRAME_DISABLE_PLUGINS): "
+                        f"{', '.join(self.disabled_plugins)}.")
         if self.load_failures:
             failed = "; ".join(f"{plugin}: {why}" for plugin, why in sorted(self.load_failures.items()))
             message += f" Plugins that failed to load (run `srframe plugins`): {failed}."
@@ -134,23 +152,32 @@ class Registry:
         return [self._entries[k][n] for k in kinds for n in sorted(self._entries[k])]
 
     def build(self, kind: str, name: str, params: Mapping[str, Any] | None = None, *, source: str = "") -> Any:
-        """Check ``params`` against the component's schema, then build it.
+        """Check ``params`` against the component's schema and its ``check_params`` rules, then build it.
 
-        ``source`` names where the parameters came from in error messages.
+        ``source`` names where the parameters came from in error messages. Raises RecipeError for
+        parameters that do not validate, RegistryError for an unknown name or a failed build.
         """
         entry = self.get(kind, name)
         checker = Checker(source_of=lambda path: source)
-        checked = checker.check_table(dict(params or {}), entry.schema, (), f'{kind} "{name}"')
+        what = f'{kind} "{name}"'
+        checked = checker.check_table(dict(params or {}), entry.schema, (), what)
+        if checked is not INVALID:
+            checker.check_params(entry.factory, checked, ())
         if checker.problems:
-            raise RecipeError(f'invalid parameters for {kind} "{name}":', checker.problems)
+            raise RecipeError(f"invalid parameters for {what}:", checker.problems)
         return self.instantiate(entry, checked)
 
     def instantiate(self, entry: Entry, params: Mapping[str, Any]) -> Any:
         """Call the factory with already checked parameters and check the result's interface.
 
         The result remembers how it was built (``srframe_built_from``) where it can hold an attribute.
+        A TypeError or ValueError from the factory becomes a RegistryError naming the component.
         """
-        component = entry.factory(**params)
+        try:
+            component = entry.factory(**params)
+        except (TypeError, ValueError) as exc:
+            raise RegistryError(f'{entry.kind} "{entry.name}" from {entry.origin} could not be built from '
+                                f"{_shown(params)}: {type(exc).__name__}: {exc}") from exc
         interface_name = _INTERFACES.get(entry.kind)
         if interface_name:
             interface = getattr(importlib.import_module("srframe.interfaces"), interface_name)
@@ -185,3 +212,7 @@ class Registry:
         if kind not in KINDS:
             raise RegistryError(f'unknown component kind "{kind}"{close_matches(kind, KINDS)} '
                                 f"Kinds: {', '.join(KINDS)}.")
+
+
+def _shown(params: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{key} = {show(value)}" for key, value in params.items()) + "}"

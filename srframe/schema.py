@@ -28,6 +28,7 @@ from .errors import Problem, RegistryError
 
 KeyPath = tuple[str | int, ...]
 MISSING = inspect.Parameter.empty
+F = typing.TypeVar("F", bound=Callable[..., Any])
 
 
 class _Invalid:
@@ -59,17 +60,63 @@ class Schema:
 
 @dataclass(frozen=True)
 class Range:
-    """A bound on a number, used as ``Annotated[int, Range(min=1)]``."""
+    """A bound on a number: ``Annotated[int, Range(min=1)]``; ``above`` is a strict lower bound
+    (``Annotated[float, Range(above=0)]`` for a positive epsilon)."""
 
     min: float | None = None
     max: float | None = None
+    above: float | None = None
 
     def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            bounds = [f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else ""]
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) \
+                or (self.above is not None and value <= self.above):
+            bounds = [f"> {self.above}" if self.above is not None else "",
+                      f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else ""]
             checker.problem(path, f"{show(value)} is out of range: expected a number {' and '.join(b for b in bounds if b)}")
             return INVALID
         return value
+
+
+def enforce(factory: Callable[..., Any], params: Mapping[str, Any]) -> None:
+    """Raise ValueError listing what ``factory.check_params`` finds in ``params``.
+
+    For constructors called directly from Python, so they refuse what ``srframe recipe check``
+    and ``srframe.build`` refuse, from the same rules.
+    """
+    found = [f"{format_path(_as_path(key))}: {message}" if key != "" else message
+             for key, message in factory.check_params(dict(params)) or ()]
+    if found:
+        raise ValueError("; ".join(found))
+
+
+def open_schema(factory: F) -> F:
+    """Mark a factory whose ``**kwargs`` really takes keys srframe cannot know, e.g. one that forwards
+    them to another library's constructor. Without this mark a factory with ``**kwargs`` is refused
+    when it registers, because a misspelt recipe key would be passed on unchecked.
+    """
+    factory.srframe_open_schema = True  # type: ignore[attr-defined]
+    return factory
+
+
+@dataclass(frozen=True)
+class Exists:
+    """A path that must exist when the recipe is checked: ``Annotated[Path, Exists("dir", hint)]``.
+
+    ``what`` is ``"file"``, ``"dir"`` or ``"any"``; ``hint`` is added to the message (what to put there).
+    """
+
+    what: Literal["file", "dir", "any"] = "any"
+    hint: str = ""
+
+    def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
+        target = Path(value)
+        found = {"file": target.is_file, "dir": target.is_dir, "any": target.exists}[self.what]()
+        if found:
+            return value
+        noun = {"file": "file", "dir": "folder", "any": "file or folder"}[self.what]
+        state = "does not exist" if not target.exists() else f"is not a {noun}"
+        return checker.problem(path, f'"{target}" {state}: expected an existing {noun}'
+                                     + (f"; {self.hint}" if self.hint else ""))
 
 
 def schema_of(factory: Callable[..., Any]) -> Schema:
@@ -152,6 +199,12 @@ def describe(annotation: Any) -> str:
     return f"a {getattr(annotation, '__name__', annotation)}"
 
 
+def _as_path(key: str | int | KeyPath) -> KeyPath:
+    if isinstance(key, tuple):
+        return key
+    return (key,) if key != "" else ()
+
+
 def _type_name(value: Any) -> str:
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}
     return names.get(type(value), type(value).__name__)
@@ -175,6 +228,7 @@ class Checker:
         self.source_of = source_of
         self.base_dir_of = base_dir_of
         self.problems: list[Problem] = []
+        self.partial: dict[KeyPath, list[Any]] = {}  # arrays that failed: their items, INVALID where they did
 
     def problem(self, path: KeyPath, message: str) -> Any:
         self.problems.append(Problem(self.source_of(path), format_path(path), message))
@@ -183,7 +237,7 @@ class Checker:
     def scratch(self) -> Checker:
         """A checker with the same settings and no problems, for trying alternatives."""
         trial = copy.copy(self)
-        trial.problems = []
+        trial.problems, trial.partial = [], {}
         return trial
 
     def check_table(self, table: Any, schema: Schema, path: KeyPath, what: str,
@@ -192,25 +246,46 @@ class Checker:
 
         Returns the checked table (values converted, provided values added) or INVALID.
         """
+        before = len(self.problems)
+        values = self.table_values(table, schema, path, what, provided)
+        return values if len(self.problems) == before else INVALID
+
+    def table_values(self, table: Any, schema: Schema, path: KeyPath, what: str,
+                     provided: Mapping[str, Any] | None = None) -> Any:
+        """Like :meth:`check_table`, but keeps what could be checked: values that failed are INVALID.
+
+        Cross-field checks run on this, so that one ``recipe check`` shows every problem at once.
+        Provided values (the recipe's ``scale``) are checked against the parameter's type too.
+        """
         if not isinstance(table, Mapping):
             return self.problem(path, f"expected a table for {what}, got {_type_name(table)} {show(table)}")
-        before = len(self.problems)
         out: dict[str, Any] = {}
         for key, value in table.items():
             field = schema.fields.get(key)
             if field is None and not schema.open:
-                self.problem(path + (key,), f"unknown key for {what}{close_matches(key, schema.fields)} "
-                                            f"Known keys: {', '.join(schema.fields) or '(none)'}.")
+                known = f"Known keys: {', '.join(schema.fields)}." if schema.fields else "It takes no keys."
+                self.problem(path + (key,), f"unknown key for {what}{close_matches(key, schema.fields) or '.'} {known}")
                 continue
             out[key] = self.check(value, field.annotation if field else Any, path + (key,))
         for name, field in schema.fields.items():
             if name in out:
                 continue
             if provided and name in provided:
-                out[name] = provided[name]
+                out[name] = self._check_provided(provided[name], field, path + (name,))
             elif field.required:
                 self.problem(path + (name,), f"missing required key for {what}: expected {describe(field.annotation)}")
-        return out if len(self.problems) == before else INVALID
+                out[name] = INVALID
+        return out
+
+    def _check_provided(self, value: Any, field: Field, path: KeyPath) -> Any:
+        """A value the recipe fills in (its ``scale``): a problem with it is blamed on where it was written."""
+        trial = self.scratch()
+        checked = trial.check(value, field.annotation, path)
+        for problem in trial.problems:
+            self.problems.append(dataclasses.replace(
+                problem, source=self.source_of((field.name,)),
+                message=f"{problem.message} (the value comes from the recipe's {field.name} = {show(value)})"))
+        return checked
 
     def check(self, value: Any, annotation: Any, path: KeyPath) -> Any:
         """Check one value; returns it converted (ints to floats, strings to resolved paths) or INVALID."""
@@ -245,13 +320,7 @@ class Checker:
             checked = {k: self.check(v, item_type, path + (k,)) for k, v in value.items()}
             return INVALID if INVALID in checked.values() else checked
         if dataclasses.is_dataclass(annotation):
-            checked = self.check_table(value, schema_of(annotation), path, f"a {annotation.__name__}")
-            if checked is INVALID:
-                return INVALID
-            try:
-                return annotation(**checked)
-            except (TypeError, ValueError) as exc:
-                return self.problem(path, str(exc))
+            return self._check_dataclass(value, annotation, path)
         if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
             for member in annotation:
                 if value == member.value or value is member:
@@ -260,6 +329,46 @@ class Checker:
         if isinstance(annotation, type):
             return value if isinstance(value, annotation) else self._mismatch(value, annotation, path)
         return value  # a typing construct we do not check
+
+    def _check_dataclass(self, value: Any, annotation: type, path: KeyPath) -> Any:
+        """A table checked against a dataclass's fields, then its ``check_fields`` (cross-field) rules.
+
+        ``check_fields(values, table)`` gets the checked values (INVALID where a key failed; an array
+        with a failed item is given with INVALID at that item) and the table as written, and returns ``(key, message)`` pairs; ``table_name`` names the table in
+        messages ("a stage"), default "this table".
+        """
+        before = len(self.problems)
+        what = getattr(annotation, "table_name", "this table")
+        values = self.table_values(value, schema_of(annotation), path, what)
+        if values is INVALID:
+            return INVALID
+        cross_field = getattr(annotation, "check_fields", None)
+        if cross_field is not None:
+            known = {k: self.partial.get(path + (k,), v) if v is INVALID else v for k, v in values.items()}
+            for key, message in cross_field(known, value) or ():
+                self.problem(path + _as_path(key), message)
+        if len(self.problems) > before:
+            return INVALID
+        try:
+            return annotation(**values)
+        except (TypeError, ValueError) as exc:
+            return self.problem(path, str(exc))
+
+    def check_params(self, factory: Callable[..., Any], params: Mapping[str, Any], path: KeyPath) -> bool:
+        """Run the factory's own ``check_params(params)`` rules (if it has any) on checked parameters.
+
+        The rules see every parameter: those given, and the defaults of the rest. ``check_params`` yields ``(key, message)`` pairs, ``key`` relative to the component's table
+        (a name, a tuple of names and indices, or "" for the table itself); each becomes a problem.
+        Returns whether all rules passed.
+        """
+        rules = getattr(factory, "check_params", None)
+        if rules is None:
+            return True
+        defaults = {f.name: f.default for f in schema_of(factory).fields.values() if not f.required}
+        before = len(self.problems)
+        for key, message in rules({**defaults, **params}) or ():
+            self.problem(path + _as_path(key), message)
+        return len(self.problems) == before
 
     def resolve_path(self, value: str | os.PathLike, path: KeyPath) -> Path:
         resolved = Path(value).expanduser()
@@ -301,5 +410,6 @@ class Checker:
             item_type = args[0] if args else Any
             checked = [self.check(v, item_type, path + (i,)) for i, v in enumerate(value)]
         if any(c is INVALID for c in checked):
+            self.partial[path] = checked  # what could be checked, for the rules across fields
             return INVALID
         return tuple(checked) if container is tuple else checked

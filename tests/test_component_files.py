@@ -29,12 +29,16 @@ def test_generator_round_trip_rebuilds_the_same_model(tmp_path):
 
 def test_run_directory_prefers_its_final_generator_then_the_newest_checkpoint(tmp_path):
     generator = _trained_generator()
-    for step in (900, 1000, 200):
+    for step in (900, 1000, 200, 1100):
         other = srframe.build("generator", "srresnet", scale=2, num_blocks=2, channels=8, skip="bicubic")
         with torch.no_grad():
             other.tail.bias.fill_(step)
-        srframe.save_component(other, tmp_path / "checkpoints" / f"step_{step:07d}" / "generator.safetensors")
+        folder = tmp_path / "checkpoints" / f"{step:08d}"
+        srframe.save_component(other, folder / "generator.safetensors")
+        if step != 1100:  # a checkpoint is complete once its training state is there
+            torch.save({}, folder / "state.pt")
     assert srframe.load_generator(tmp_path).tail.bias[0].item() == 1000
+    assert srframe.load_generator(tmp_path / "checkpoints" / "00000900").tail.bias[0].item() == 900
     srframe.save_component(generator, tmp_path / "generator.safetensors")
     assert torch.equal(srframe.load_generator(tmp_path).tail.bias, generator.tail.bias)
 

@@ -24,6 +24,7 @@ BASE = """
     init_generator = "weights/start"
     losses = [{ kind = "mse" }]
 """
+# init_generator must exist when a recipe is checked: tests that load BASE from folder F write F/weights/start.
 
 
 def test_extends_merges_tables_and_replaces_arrays(write):
@@ -74,6 +75,8 @@ def test_invalid_toml_names_file_and_line(write):
 
 def test_relative_paths_resolve_against_the_file_that_wrote_them(write, tmp_path, monkeypatch):
     write("base/srresnet.toml", BASE)
+    write("base/weights/start", "")
+    write("runs/pretrain/generator.safetensors", "")
     child = write("exp/child.toml", 'extends = "../base/srresnet.toml"\noutput_dir = "out"\n')
     spec = load_recipe(child).spec
     assert spec.stages[0].init_generator == tmp_path / "base" / "weights" / "start"
@@ -84,6 +87,7 @@ def test_relative_paths_resolve_against_the_file_that_wrote_them(write, tmp_path
 
 
 def test_problems_name_the_file_the_value_came_from(write):
+    write("weights/start", "")
     write("base.toml", BASE.replace("num_blocks = 16", "num_blocks = 1.5"))
     child = write("child.toml", 'extends = "base.toml"\nseed = "x"\n')
     with pytest.raises(RecipeError) as excinfo:
@@ -112,6 +116,7 @@ def test_bad_key_paths(text):
 
 
 def test_overrides_nested_and_indexed(write):
+    write("weights/start", "")
     path = write("r.toml", BASE)
     spec = load_recipe(path, ["stages[0].steps=10", "generator.num_blocks=2", "generator={ channels = 16 }",
                               "stages[0].losses[0].weight=0.5", "stages[0].optimizer.lr=1e-3"]).spec
@@ -124,6 +129,7 @@ def test_overrides_nested_and_indexed(write):
 
 
 def test_override_errors(write):
+    write("weights/start", "")
     path = write("r.toml", BASE)
     with pytest.raises(RecipeError, match=r"--set stages\[3\]\.steps=1: stages has 1 item\(s\); index 3 is out of range"):
         load_recipe(path, ["stages[3].steps=1"])
@@ -138,6 +144,7 @@ def test_override_errors(write):
 
 
 def test_resolved_recipe_round_trips(write, tmp_path):
+    write("weights/start", "")
     write("base.toml", BASE)
     child = write("exp/child.toml", 'extends = "../base.toml"\n[generator]\nnum_blocks = 4\n')
     recipe = load_recipe(child, ["seed=5"])
@@ -153,6 +160,7 @@ def test_resolved_recipe_round_trips(write, tmp_path):
 
 
 def test_resolved_recipe_shows_defaults_of_nested_settings(write, tmp_path):
+    write("weights/start", "")
     write("base.toml", BASE)
     child = write("child.toml", 'extends = "base.toml"\n[degradation]\nkind = "kornia_first_order"\n'
                                 "[degradation.blur]\nsigma = [0.5, 1.5]\n")

@@ -102,7 +102,7 @@ def test_problem_names_the_recipe_file(load, tmp_path):
 
 def test_missing_required_keys(load):
     found = problems(load, BASE.replace("steps = 10\n", ""))
-    assert found["stages[0].steps"] == "missing required key for a StageSpec: expected an integer"
+    assert found["stages[0].steps"] == "missing required key for a stage: expected an integer"
     found = problems(load, BASE.replace('kind = "srresnet"\n', ""))
     assert "missing required key: the generator to use (srresnet)" in found["generator.kind"]
     found = problems(load, "scale = 4\n")
@@ -180,11 +180,11 @@ def test_stage_rules(load):
     found = problems(load, BASE.replace("steps = 10", "steps = 0"))
     assert "out of range" in found["stages[0].steps"]
     found = problems(load, BASE.replace('[{ kind = "mse" }]', '[{ kind = "adv" }]'))
-    assert 'losses[0] ("adv") needs a discriminator' in found["stages[0]"]
+    assert 'loss "adv" needs a discriminator: add discriminator = ' in found["stages[0].losses[0]"]
     found = problems(load, BASE.replace('[{ kind = "mse" }]', "[]"))
-    assert "has no losses" in found["stages[0]"]
+    assert "is empty: a stage needs at least one loss" in found["stages[0].losses"]
     found = problems(load, BASE + '[[stages]]\nname = "pixel"\nsteps = 1\nlosses = [{ kind = "l1" }]\n')
-    assert "repeated: pixel" in found[""]
+    assert '"pixel" is the name of stages[0] too' in found["stages[1].name"]
 
 
 def test_all_problems_are_reported_at_once(load):

@@ -7,6 +7,7 @@ import torch
 
 import srframe
 from srframe.interfaces import LossContext
+from srframe_plugins.srresnet.model import SRResNet
 
 
 def test_srresnet_x4_b16_has_the_papers_parameter_count():
@@ -26,8 +27,10 @@ def test_srresnet_output_shape(scale):
 
 
 def test_srresnet_rejects_an_unsupported_scale():
-    with pytest.raises(ValueError, match="scale 2, 3, 4 or 8, not 5"):
+    with pytest.raises(srframe.errors.RecipeError, match="scale: 5 is an integer: expected one of 2, 3, 4, 8"):
         srframe.build("generator", "srresnet", scale=5)
+    with pytest.raises(ValueError, match="scale 2, 3, 4 or 8, not 5"):  # built directly: the same rule
+        SRResNet(scale=5)
 
 
 def _context() -> tuple[LossContext, torch.Tensor]:
@@ -59,5 +62,5 @@ def test_charbonnier_value_and_gradient():
     diff = torch.tensor([-1.0, 0.0, 0.5, 0.0])
     assert loss.item() == pytest.approx(torch.sqrt(diff**2 + eps**2).mean().item())
     assert torch.allclose(sr.grad, diff / torch.sqrt(diff**2 + eps**2) / 4)
-    with pytest.raises(ValueError, match="eps must be positive"):
+    with pytest.raises(srframe.errors.RecipeError, match="eps: 0.0 is out of range: expected a number > 0"):
         srframe.build("loss", "charbonnier", eps=0.0)

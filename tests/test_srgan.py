@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import srframe
 from srframe import ops
-from srframe.interfaces import LossContext
+from srframe.interfaces import DiscriminatorContext, LossContext
 
 
 @pytest.mark.parametrize("size", [96, 128, 200])
@@ -60,7 +60,9 @@ def test_adversarial_modes_on_known_logits(mode, g_expected, d_expected):
     loss = srframe.build("loss", "adversarial", mode=mode)
     ctx = LossContext(sr=torch.full((1, 1, 2, 2), fake), hr=torch.full((1, 1, 2, 2), real), discriminator=FixedD())
     assert loss(ctx).item() == pytest.approx(g_expected(fake, real), rel=1e-5)
-    d_loss = loss.discriminator_loss(torch.tensor([real]), torch.tensor([fake]))
+    d_ctx = DiscriminatorContext(real=torch.full((1, 1, 2, 2), real), fake=torch.full((1, 1, 2, 2), fake),
+                                 discriminator=FixedD())
+    d_loss = loss.discriminator_loss(d_ctx)
     assert d_loss.item() == pytest.approx(d_expected(fake, real), rel=1e-5)
 
 

@@ -50,7 +50,7 @@ def test_without_weights_the_error_lists_every_place_and_the_fix(nowhere):
 
 
 def test_a_missing_explicit_file_is_named(nowhere):
-    with pytest.raises(WeightsError, match="missing.pth"):
+    with pytest.raises(RecipeError, match=r'weights: ".*missing\.pth" does not exist: expected an existing file'):
         srframe.build("loss", "vgg", backbone="vgg16", weights=str(nowhere / "missing.pth"))
 
 
@@ -61,7 +61,7 @@ def test_layer_names_are_checked_with_the_recipe():
 
 def test_vgg16_has_no_relu5_4(random_vgg16):
     path, _ = random_vgg16
-    with pytest.raises(ValueError, match="vgg16 has no layer 'relu5_4'"):
+    with pytest.raises(RecipeError, match='layers: vgg16 has no layer "relu5_4"'):
         srframe.build("loss", "vgg", backbone="vgg16", layers="relu5_4", weights=str(path))
 
 

@@ -3,7 +3,7 @@
 
 import srframe
 
-from .adversarial import AdversarialLoss
+from .adversarial import GANLoss
 from .discriminator import SRGANDiscriminator
 from .pixel import CharbonnierLoss, L1Loss, MSELoss
 from .vgg import VGGLoss
@@ -16,4 +16,4 @@ def srframe_register(registry):
     registry.add("loss", "l1", L1Loss)
     registry.add("loss", "charbonnier", CharbonnierLoss)
     registry.add("loss", "vgg", VGGLoss)
-    registry.add("loss", "adversarial", AdversarialLoss)
+    registry.add("loss", "adversarial", GANLoss)

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from srframe.interfaces import Loss, LossContext
+from srframe.interfaces import AdversarialLoss, DiscriminatorContext, LossContext
 
 Mode = Literal["vanilla", "lsgan", "hinge", "relativistic"]
 
@@ -44,21 +44,16 @@ def discriminator_loss(mode: Mode, real: torch.Tensor, fake: torch.Tensor) -> to
     return (F.softplus(-(real - fake.mean())) + F.softplus(fake - real.mean())).mean() / 2
 
 
-class AdversarialLoss(Loss):
-    """The generator's adversarial loss; ``discriminator_loss`` is the objective its discriminator trains on."""
-
-    needs_discriminator = True
+class GANLoss(AdversarialLoss):
+    """The adversarial loss in four modes; its ``discriminator_loss`` is the matching discriminator objective."""
 
     def __init__(self, mode: Mode = "vanilla"):
         super().__init__()
         self.mode = mode
 
     def forward(self, ctx: LossContext) -> torch.Tensor:
-        if ctx.discriminator is None:
-            raise ValueError("the adversarial loss needs a discriminator in its LossContext")
-        fake = ctx.discriminator(ctx.sr)
-        real = ctx.discriminator(ctx.hr).detach() if self.mode == "relativistic" else None
-        return generator_loss(self.mode, fake, real)
+        real = ctx.real_logits if self.mode == "relativistic" else None
+        return generator_loss(self.mode, ctx.fake_logits, real)
 
-    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return discriminator_loss(self.mode, real, fake)
+    def discriminator_loss(self, ctx: DiscriminatorContext) -> torch.Tensor:
+        return discriminator_loss(self.mode, ctx.real_logits, ctx.fake_logits)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 
 from srframe.interfaces import Loss, LossContext
+from srframe.schema import Range
 
 
 class MSELoss(Loss):
@@ -25,10 +28,8 @@ class L1Loss(Loss):
 class CharbonnierLoss(Loss):
     """mean(sqrt((sr - hr)^2 + eps^2)): a differentiable L1 (Lai et al., LapSRN)."""
 
-    def __init__(self, eps: float = 1e-3):
+    def __init__(self, eps: Annotated[float, Range(above=0)] = 1e-3):
         super().__init__()
-        if eps <= 0:
-            raise ValueError(f"eps must be positive, not {eps}")
         self.eps = eps
 
     def forward(self, ctx: LossContext) -> torch.Tensor:

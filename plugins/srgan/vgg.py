@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,15 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from srframe.interfaces import Loss, LossContext
-from srframe.schema import INVALID, Checker, KeyPath, close_matches
+from srframe.schema import INVALID, Checker, Exists, KeyPath, close_matches, enforce
 from srframe.weights import vgg_features
 
 Backbone = Literal["vgg19", "vgg16"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PAPER_RESCALE = 1 / 12.75  # the paper scales VGG feature maps by 1/12.75 before the MSE
-# Every ReLU of VGG19 (convolutions per block: 2, 2, 4, 4, 4); VGG16 has the first 3 of each deep block.
-VGG19_LAYERS = [f"relu{block}_{conv}" for block, convs in enumerate((2, 2, 4, 4, 4), 1) for conv in range(1, convs + 1)]
+# Every ReLU of each backbone (convolutions per block: VGG19 2, 2, 4, 4, 4; VGG16 2, 2, 3, 3, 3).
+LAYERS = {backbone: [f"relu{block}_{conv}" for block, convs in enumerate(per_block, 1) for conv in range(1, convs + 1)]
+          for backbone, per_block in (("vgg19", (2, 2, 4, 4, 4)), ("vgg16", (2, 2, 3, 3, 3)))}
+VGG19_LAYERS = LAYERS["vgg19"]
 
 
 @dataclass(frozen=True)
@@ -83,21 +86,45 @@ class VGGFeatures(nn.Module):
         return super().train(False)  # batch statistics never apply; the backbone stays in eval mode
 
 
+WeightsFile = Annotated[Path, Exists("file", "give torchvision's VGG checkpoint or a features .safetensors file, "
+                                                "or leave `weights` out to use `srframe weights fetch vgg16`")]
+
+
+def _layer_weights(layers: str | list[str] | dict[str, float]) -> dict[str, float]:
+    if isinstance(layers, str):
+        layers = [layers]
+    return dict(layers) if isinstance(layers, dict) else {layer: 1.0 for layer in layers}
+
+
 class VGGLoss(Loss):
-    """Distance between VGG features of SR and HR at named ReLU layers (VGG22 = relu2_2, VGG54 = relu5_4)."""
+    """Distance between VGG features of SR and HR at named ReLU layers (VGG22 = relu2_2, VGG54 = relu5_4).
+
+    ``layers``: a layer name, a list of names, or a table of name -> weight; ``backbone``: the
+    ImageNet VGG whose features are compared (VGG19 in the paper; VGG16 is the one
+    `srframe weights fetch vgg16` can supply offline); ``rescale`` multiplies the feature maps
+    by 1/12.75 as the paper does; ``weights``: a file to load them from instead of the caches.
+    """
 
     def __init__(self, layers: Annotated[str | list[str] | dict[str, float], LayerNames()] = "relu5_4",
                  backbone: Backbone = "vgg19",
-                 criterion: Literal["mse", "l1"] = "mse", rescale: bool = False, weights: Path | None = None):
+                 criterion: Literal["mse", "l1"] = "mse", rescale: bool = False, weights: WeightsFile | None = None):
         super().__init__()
-        if isinstance(layers, str):
-            layers = [layers]
-        self.layer_weights = dict(layers) if isinstance(layers, dict) else {layer: 1.0 for layer in layers}
-        if not self.layer_weights:
-            raise ValueError("layers is empty: name at least one, e.g. layers = \"relu5_4\"")
+        enforce(VGGLoss, dict(layers=layers, backbone=backbone))
+        self.layer_weights = _layer_weights(layers)
         self.vgg = VGGFeatures(backbone, list(self.layer_weights), weights)
         self.distance = F.mse_loss if criterion == "mse" else F.l1_loss
         self.scale = PAPER_RESCALE if rescale else 1.0
+
+    @staticmethod
+    def check_params(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """The layers must exist in the chosen backbone (checked before any weights are loaded)."""
+        layers, backbone = _layer_weights(params["layers"]), params["backbone"]
+        if not layers:
+            yield "layers", 'is empty: name at least one, e.g. layers = "relu5_4"'
+        for layer in layers:
+            if layer in VGG19_LAYERS and layer not in LAYERS[backbone]:
+                yield "layers", (f'{backbone} has no layer "{layer}" (its blocks 3-5 have 3 convolutions, not 4): '
+                                 f'choose one of {", ".join(LAYERS[backbone])}, or backbone = "vgg19"')
 
     def forward(self, ctx: LossContext) -> torch.Tensor:
         sr = self.vgg(ctx.sr)

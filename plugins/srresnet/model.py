@@ -8,7 +8,8 @@ MSRResNet family (Wang et al., ESRGAN), which trains much faster on small budget
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +17,12 @@ from torch import nn
 
 from srframe import ops
 from srframe.interfaces import Generator
+from srframe.schema import Range, enforce, show
 
 Norm = Literal["batch", "none"]
 Activation = Literal["prelu", "relu", "leaky_relu"]
 Skip = Literal["none", "bicubic", "bilinear"]
+Scale = Literal[2, 3, 4, 8]  # one x3 or log2(scale) x2 sub-pixel upsamplers
 
 
 def _activation(kind: Activation) -> nn.Module:
@@ -66,14 +69,12 @@ class Upsample(nn.Module):
 class SRResNet(Generator):
     """SRResNet: 9x9 head, B residual blocks with a global skip, sub-pixel upsampling, 9x9 tail."""
 
-    def __init__(self, scale: int = 4, num_blocks: int = 16, channels: int = 64, norm: Norm = "batch",
-                 activation: Activation = "prelu", skip: Skip = "none", in_channels: int = 3, out_channels: int = 3):
+    def __init__(self, scale: Scale = 4, num_blocks: Annotated[int, Range(min=0)] = 16,
+                 channels: Annotated[int, Range(min=1)] = 64, norm: Norm = "batch", activation: Activation = "prelu",
+                 skip: Skip = "none", in_channels: Annotated[int, Range(min=1)] = 3,
+                 out_channels: Annotated[int, Range(min=1)] = 3):
         super().__init__()
-        if scale not in (2, 3, 4, 8):
-            raise ValueError(f"SRResNet supports scale 2, 3, 4 or 8, not {scale}")
-        if skip != "none" and in_channels != out_channels:
-            raise ValueError(f"skip = {skip!r} adds the upsampled input to the output, so in_channels "
-                             f"({in_channels}) must equal out_channels ({out_channels})")
+        enforce(SRResNet, dict(scale=scale, skip=skip, in_channels=in_channels, out_channels=out_channels))
         self.scale, self.in_channels, self.out_channels, self.skip = scale, in_channels, out_channels, skip
         self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), _activation(activation))
         self.body = nn.Sequential(*(ResidualBlock(channels, norm, activation) for _ in range(num_blocks)),
@@ -81,6 +82,15 @@ class SRResNet(Generator):
         factors = [3] if scale == 3 else [2] * int(math.log2(scale))
         self.upsample = nn.Sequential(*(Upsample(channels, f, activation) for f in factors))
         self.tail = nn.Conv2d(channels, out_channels, 9, padding=4)
+
+    @staticmethod
+    def check_params(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """The rules across parameters, run by ``srframe recipe check`` and by the constructor."""
+        if params["scale"] not in get_args(Scale):
+            yield "scale", f"SRResNet supports scale 2, 3, 4 or 8, not {params['scale']}"
+        if params["skip"] != "none" and params["in_channels"] != params["out_channels"]:
+            yield "skip", (f"skip = {show(params['skip'])} adds the upsampled input to the output, so in_channels "
+                           f"({params['in_channels']}) must equal out_channels ({params['out_channels']})")
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         features = self.head(lr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Protocol
 import torch
 
 from ..errors import DataError
-from ..schema import Range
+from ..schema import Exists, Range
 from .files import list_images, match_pairs
 from .images import from_array, probe_image, read_image
 from .patches import dihedral, modcrop, random_patch
@@ -84,6 +84,14 @@ class Entry:
     lr: ImageSource | None = None
 
 
+def check_patch(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """A training patch must split into whole LR pixels: ``patch_size`` a multiple of ``scale``."""
+    if params["mode"] == "train" and params["patch_size"] % params["scale"]:
+        fit = max(params["scale"], params["patch_size"] - params["patch_size"] % params["scale"])
+        yield "patch_size", (f"{params['patch_size']} is not a multiple of the scale {params['scale']}: "
+                             f"the LR patch would not have whole pixels; use e.g. {fit}")
+
+
 class SRDataset(torch.utils.data.Dataset):
     """HR images (and LR partners) served as random patches (``mode="train"``) or whole images.
 
@@ -94,6 +102,8 @@ class SRDataset(torch.utils.data.Dataset):
     ``cache_mb``; a file that cannot be used is left out with a warning (``on_bad_file="skip"``)
     or stops everything with a DataError naming it (``"error"``).
     """
+
+    check_params = staticmethod(check_patch)  # subclasses that take scale, mode and patch_size
 
     def __init__(self, entries: Sequence[Entry], *, scale: int, mode: Mode, patch_size: int, augment: bool,
                  repeat: int, cache_mb: float, on_bad_file: OnBadFile, where: str):
@@ -202,12 +212,16 @@ PatchSize = Annotated[int, Range(min=1)]
 Repeat = Annotated[int, Range(min=1)]
 CacheMB = Annotated[int, Range(min=0)]  # megabytes of decoded images kept in memory
 Scale = Annotated[int, Range(min=1)]
+_GET_IMAGES = ("put the images there (for training, e.g. DIV2K's 800 HR images from "
+               "https://data.vision.ee.ethz.ch/cvl/DIV2K/, or T91/BSD200) or correct the path; "
+               "`make demo` trains on photographs shipped with scikit-image and needs no download")
+Folder = Annotated[Path, Exists("dir", _GET_IMAGES)]
 
 
 class ImageFolder(SRDataset):
     """HR images from a folder; the recipe's degradation makes the LR images on the device."""
 
-    def __init__(self, root: Path, scale: Scale, mode: Mode = "train", patch_size: PatchSize = 96,
+    def __init__(self, root: Folder, scale: Scale, mode: Mode = "train", patch_size: PatchSize = 96,
                  augment: bool = True, repeat: Repeat = 1, recursive: bool = False, cache_mb: CacheMB = 2048,
                  on_bad_file: OnBadFile = "error"):
         root = Path(root)
@@ -220,7 +234,7 @@ class ImageFolder(SRDataset):
 class PairedFolder(SRDataset):
     """HR and LR images from two folders, paired by name (suffixes such as _HR, _LRx4, x4 ignored)."""
 
-    def __init__(self, hr: Path, lr: Path, scale: Scale, mode: Mode = "train", patch_size: PatchSize = 96,
+    def __init__(self, hr: Folder, lr: Folder, scale: Scale, mode: Mode = "train", patch_size: PatchSize = 96,
                  augment: bool = True, repeat: Repeat = 1, recursive: bool = False, cache_mb: CacheMB = 2048,
                  on_bad_file: OnBadFile = "error"):
         hr, lr = Path(hr), Path(lr)
@@ -232,6 +246,12 @@ class PairedFolder(SRDataset):
 
 class Samples(SRDataset):
     """Photographs shipped inside scikit-image (astronaut, coffee, chelsea, rocket, ...): no download."""
+
+    @staticmethod
+    def check_params(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        if not params["names"]:
+            yield "names", "is empty: choose from " + ", ".join(SampleName.__args__)
+        yield from check_patch(params)
 
     def __init__(self, scale: Scale, names: list[SampleName] = DEFAULT_SAMPLES, mode: Mode = "train",
                  patch_size: PatchSize = 96, augment: bool = True, repeat: Repeat = 100):

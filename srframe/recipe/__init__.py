@@ -16,7 +16,8 @@ from ..errors import PluginError, Problem, RecipeError
 from ..plugins import PluginHost
 from ..schema import format_path
 from .layers import Layered, Source, load_layers, parse_assignment, parse_key_path
-from .spec import ComponentSpec, LossOptions, RecipeChecker, RecipeSpec, StageSpec, to_toml_data
+from .options import LossOptions
+from .spec import ComponentSpec, RecipeChecker, RecipeSpec, StageSpec, to_toml_data
 
 __all__ = ["ComponentSpec", "LossOptions", "Recipe", "RecipeSpec", "StageSpec", "load_recipe", "load_document"]
 

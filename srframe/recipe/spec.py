@@ -2,19 +2,23 @@
 
 Sections that choose a component (``[generator]``, each loss, a discriminator) are tables
 with ``kind = "<registered name>"``; their other keys are checked against that component's
-schema. Keys the recipe itself reads (a loss's ``weight``) come from an options dataclass.
+schema and its own ``check_params`` rules. Keys the recipe itself reads (a loss's ``weight``)
+come from an options dataclass (:mod:`srframe.recipe.options`). Rules across fields
+(``check_fields``) run even when other keys are wrong, so one check reports every problem.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from ..errors import RegistryError
+from ..errors import CheckpointError, RegistryError
 from ..schema import INVALID, Checker, KeyPath, Range, Schema, close_matches, describe, schema_of, show
+from .options import LoaderOptions, LossOptions, ValLoaderOptions
 
 if TYPE_CHECKING:
     from ..registry import Entry, Registry
@@ -76,6 +80,8 @@ class Component:
         if checked is INVALID:
             return INVALID
         params = {k: v for k, v in checked.items() if k not in options}
+        if not checker.check_params(entry.factory, params, path):
+            return INVALID
         for f in schema.fields.values():  # show every default in the resolved recipe
             if f.name not in params and _is_toml_value(f.default):
                 params[f.name] = f.default
@@ -88,31 +94,49 @@ class Optimizer:
     """Marks a table that chooses a torch/timm optimiser by name: ``{ kind = "adam", lr = 1e-4 }``.
 
     A table without ``kind`` uses ``default`` (so ``--set stages[0].optimizer.lr=1e-3`` just works).
+    The parameters are checked against the optimiser's signature, then by constructing it over
+    one dummy tensor, so a value the optimiser refuses (``lr = -1``) is a check-time problem.
     """
 
     default: str = "adam"
 
     def convert(self, value: Any, path: KeyPath, checker: Checker) -> Any:
-        import timm.optim
+        from ..train import optimizers
 
         if isinstance(value, Mapping) and "kind" not in value:
             value = {"kind": self.default, **value}
-        names = timm.optim.list_optimizers()
-        name = _chosen_name(value, path, checker, "optimizer", names)
+        kind = value.get("kind") if isinstance(value, Mapping) else None
+        known = isinstance(kind, str) and optimizers.find(kind) is not None
+        name = kind if known else _chosen_name(value, path, checker, "optimizer", optimizers.names())
         if name is INVALID:
             return INVALID
-        schema = schema_of(timm.optim.get_optimizer_class(name, bind_defaults=False))
+        info = optimizers.find(name)
+        schema = schema_of(info.cls)
         fields = {k: f for k, f in schema.fields.items() if k != "params"}
         params = checker.check_table({k: v for k, v in value.items() if k != "kind"},
                                      Schema(fields, schema.open), path, f'optimizer "{name}"')
-        return INVALID if params is INVALID else ComponentSpec("optimizer", name, params)
+        if params is INVALID:
+            return INVALID
+        refusal = optimizers.refusal(info, params)
+        if refusal is not None:
+            key, message = refusal
+            return checker.problem(path + ((key,) if key else ()), message)
+        return ComponentSpec("optimizer", name, params)
 
 
 @dataclass(frozen=True)
-class LossOptions:
-    """Keys of a loss table that the training engine reads itself."""
+class GeneratorSource:
+    """Marks a path that must hold a generator: a run directory, a checkpoint folder or a component file."""
 
-    weight: float = 1.0
+    def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
+        from ..component_files import find_generator_file
+
+        try:
+            find_generator_file(value)
+        except CheckpointError as exc:
+            return checker.problem(path, f"{exc}. Train that run first (`srframe run` on its recipe), or point "
+                                         "init_generator at a run directory or a generator .safetensors file")
+        return value
 
 
 def _default_optimizer() -> ComponentSpec:
@@ -121,46 +145,73 @@ def _default_optimizer() -> ComponentSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class StageSpec:
-    """One training stage: which losses, how long, with which optimiser, from which weights."""
+    """One training stage: which losses, how long, with which optimisers, from which weights.
+
+    With a ``discriminator`` the stage is adversarial: each step updates the discriminator on the
+    objective of the stage's adversarial losses, and the generator every ``generator_every`` steps
+    once ``discriminator_warmup`` steps have passed (BasicSR's ``net_d_iters``/``net_d_init_iters``).
+    """
+
+    table_name: ClassVar[str] = "a stage"
 
     name: str
     steps: Annotated[int, Range(min=1)]
-    init_generator: Path | None = None  # a run directory or checkpoint to start the generator from
+    init_generator: Annotated[Path, GeneratorSource()] | None = None  # a run directory or generator file
     optimizer: Annotated[ComponentSpec, Optimizer()] = field(default_factory=_default_optimizer)
     losses: list[Annotated[ComponentSpec, Component("loss", LossOptions)]]
     discriminator: Annotated[ComponentSpec, Component("discriminator")] | None = None
+    # Adversarial stages only: None elsewhere, and the defaults below in a stage with a discriminator.
+    discriminator_optimizer: Annotated[ComponentSpec, Optimizer()] | None = None  # default: adam, lr 1e-4
+    generator_every: Annotated[int, Range(min=1)] | None = None  # update G every N steps (D: every step); 1
+    discriminator_warmup: Annotated[int, Range(min=0)] | None = None  # steps at the start training only D; 0
 
     def __post_init__(self) -> None:
-        if not self.losses:
-            raise ValueError(f'stage "{self.name}" has no losses: add at least one, e.g. '
-                             'losses = [{ kind = "mse" }]')
-        if self.discriminator is None:
-            for i, loss in enumerate(self.losses):
-                if loss.entry is not None and getattr(loss.entry.factory, "needs_discriminator", False):
-                    raise ValueError(f'losses[{i}] ("{loss.name}") needs a discriminator: add '
-                                     'discriminator = { kind = "..." } to this stage')
+        if self.discriminator is not None:  # frozen, so set the defaults the way dataclasses do
+            for key, default in (("discriminator_optimizer", _default_optimizer()), ("generator_every", 1),
+                                 ("discriminator_warmup", 0)):
+                if getattr(self, key) is None:
+                    object.__setattr__(self, key, default)
+
+    @staticmethod
+    def check_fields(values: dict[str, Any], table: Mapping[str, Any]) -> list[tuple[Any, str]]:
+        """Rules across a stage's keys, on whatever of them passed their own checks."""
+        problems: list[tuple[Any, str]] = []
+        losses = values.get("losses", INVALID)
+        if isinstance(losses, list) and not losses:
+            problems.append(("losses", 'is empty: a stage needs at least one loss, e.g. losses = [{ kind = "mse" }]'))
+        chosen = [(i, loss) for i, loss in enumerate(losses) if isinstance(loss, ComponentSpec)] \
+            if isinstance(losses, list) else []
+        has_discriminator = "discriminator" in values
+        if not has_discriminator:
+            for i, loss in chosen:
+                if _declares(loss, "needs_discriminator"):
+                    problems.append((("losses", i), f'loss "{loss.name}" needs a discriminator: add '
+                                                    'discriminator = { kind = "srgan" } (or another) to this stage'))
+            for key in ("discriminator_optimizer", "generator_every", "discriminator_warmup"):
+                if key in values:
+                    problems.append((key, "applies to a stage with a discriminator, and this stage has none"))
+        elif isinstance(values["discriminator"], ComponentSpec) and isinstance(losses, list) \
+                and len(chosen) == len(losses) and not any(_declares(loss, "discriminator_loss") for _, loss in chosen):
+            problems.append(("discriminator", "nothing in this stage trains the discriminator: add an adversarial "
+                                              'loss, e.g. { kind = "adversarial", weight = 1e-3 }'))
+        steps = values.get("steps")
+        warmup = values.get("discriminator_warmup")
+        if isinstance(steps, int) and isinstance(warmup, int) and warmup >= steps:
+            problems.append(("discriminator_warmup", f"{warmup} is not below the stage's steps = {steps}: the "
+                                                     "generator would never be trained"))
+        return problems
 
 
-@dataclass(frozen=True)
-class LoaderOptions:
-    """Keys of ``[data.train]`` that the loader reads (the rest go to the dataset)."""
-
-    batch_size: Annotated[int, Range(min=1)] = 16
-    num_workers: Annotated[int, Range(min=0)] = 2  # worker processes decoding and cropping
-    pin_memory: bool = True  # used when training on CUDA
-
-
-@dataclass(frozen=True)
-class ValLoaderOptions:
-    """Keys of ``[data.val]`` that the loader reads; validation goes one whole image at a time."""
-
-    num_workers: Annotated[int, Range(min=0)] = 0
-    pin_memory: bool = True
+def _declares(spec: ComponentSpec, attribute: str) -> bool:
+    """Whether a component's registered class declares ``attribute`` (needs_discriminator, discriminator_loss)."""
+    return spec.entry is not None and bool(getattr(spec.entry.factory, attribute, False))
 
 
 @dataclass(frozen=True, kw_only=True)
 class DataSpec:
     """``[data.train]``: the training patches; ``[data.val]``: whole images to validate on (optional)."""
+
+    table_name: ClassVar[str] = "[data]"
 
     train: Annotated[ComponentSpec, Component("dataset", LoaderOptions, given=(("mode", "train"),))]
     val: Annotated[ComponentSpec, Component("dataset", ValLoaderOptions, given=(("mode", "val"),))] | None = None
@@ -169,6 +220,8 @@ class DataSpec:
 @dataclass(frozen=True, kw_only=True)
 class RecipeSpec:
     """A whole recipe, checked."""
+
+    table_name: ClassVar[str] = "the recipe"
 
     name: str = ""  # defaults to the recipe file's name
     seed: int = 0
@@ -183,12 +236,27 @@ class RecipeSpec:
     def __post_init__(self) -> None:
         if self.degradation is None:  # frozen, so set the default the way dataclasses do
             object.__setattr__(self, "degradation", ComponentSpec("degradation", "bicubic", {"scale": self.scale}))
-        if not self.stages:
-            raise ValueError('a recipe needs at least one [[stages]] table')
-        names = [stage.name for stage in self.stages]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"stage names must be unique; repeated: {', '.join(repeated)}")
+
+    @staticmethod
+    def check_fields(values: dict[str, Any], table: Mapping[str, Any]) -> list[tuple[Any, str]]:
+        """Rules across the recipe's sections: at least one stage, unique stage names.
+
+        Names are read from the tables as written, so a stage with other problems still takes part.
+        """
+        stages = table.get("stages")
+        if not isinstance(stages, list):
+            return []
+        if not stages:
+            return [("stages", "is empty: a recipe needs at least one [[stages]] table")]
+        problems, first = [], {}
+        for i, stage in enumerate(stages):
+            name = stage.get("name") if isinstance(stage, Mapping) and isinstance(stage.get("name"), str) else None
+            if name in first:
+                problems.append((("stages", i, "name"), f'"{name}" is the name of stages[{first[name]}] too: '
+                                                        "stage names must be unique (they name each stage's result)"))
+            elif name is not None:
+                first[name] = i
+        return problems
 
 
 def to_toml_data(value: Any) -> Any:
@@ -205,12 +273,14 @@ def to_toml_data(value: Any) -> Any:
         return [to_toml_data(v) for v in value]
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
     return value
 
 
 def _is_toml_value(value: Any) -> bool:
     """Whether a default can be written to the resolved recipe (None and objects such as paths cannot)."""
-    if isinstance(value, (bool, int, float, str)):
+    if isinstance(value, (bool, int, float, str, enum.Enum)):
         return True
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return all(_is_toml_value(getattr(value, f.name)) for f in dataclasses.fields(value))

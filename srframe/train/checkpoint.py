@@ -1,0 +1,176 @@
+"""The run directory: its layout (one owner), atomic checkpoints, retention, and resume checks.
+
+A run directory holds::
+
+    recipe.toml                   the resolved recipe (what --resume compares with)
+    environment.json              versions, device, command line, processes
+    metrics.jsonl                 one JSON object per logged step and per validation
+    curves.png                    losses, learning rate and validation PSNR, refreshed at each validation
+    checkpoints/<step>/           generator.safetensors, generator_ema.safetensors (EMA on),
+                                  discriminator.safetensors (adversarial stages), state.pt
+    checkpoints/best.json         per stage: the step of the best validation, the metric and its value
+    stages/<stage>/generator.safetensors   each stage's final generator (EMA weights when EMA is on)
+    generator.safetensors         the run's final generator (the last stage's)
+
+A checkpoint is written into a hidden folder next to the others and renamed into place, so a
+kill or a full disk leaves either the whole checkpoint or none, never damaging the previous one.
+``state.pt`` is read with ``torch.load(weights_only=True)``. This module imports torch only in
+the functions that read or write tensors, so :func:`srframe.load_generator` can use the layout
+without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+
+GENERATOR = "generator.safetensors"
+GENERATOR_EMA = "generator_ema.safetensors"
+DISCRIMINATOR = "discriminator.safetensors"
+STATE = "state.pt"
+_STEP_FOLDER = re.compile(r"\d+")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run directory (nothing is created until asked)."""
+
+    path: Path
+
+    @property
+    def recipe(self) -> Path:
+        return self.path / "recipe.toml"
+
+    @property
+    def environment(self) -> Path:
+        return self.path / "environment.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def curves(self) -> Path:
+        return self.path / "curves.png"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.json"
+
+    @property
+    def generator(self) -> Path:
+        """The run's final generator."""
+        return self.path / GENERATOR
+
+    def stage_generator(self, stage: str) -> Path:
+        return self.path / "stages" / stage / GENERATOR
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"{step:08d}"
+
+    def checkpoint_steps(self) -> list[int]:
+        """The steps of the complete checkpoints, oldest first (half-written ones are hidden folders)."""
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.checkpoints.iterdir()
+                      if p.is_dir() and _STEP_FOLDER.fullmatch(p.name) and (p / STATE).is_file())
+
+    def latest_checkpoint(self) -> Path | None:
+        steps = self.checkpoint_steps()
+        return self.checkpoint(steps[-1]) if steps else None
+
+    def generator_file(self) -> Path | None:
+        """What ``load_generator`` reads from this folder, or None.
+
+        In a run directory: the final generator, else the newest checkpoint's. In a checkpoint
+        folder (or a stage's folder): its generator. A checkpoint's EMA weights win over its raw ones.
+        """
+        if (self.path / STATE).is_file():  # a checkpoint folder
+            return _ema_or_raw(self.path)
+        if self.generator.is_file():
+            return self.generator
+        latest = self.latest_checkpoint()
+        return _ema_or_raw(latest) if latest is not None else None
+
+    def read_best(self) -> dict[str, dict[str, Any]]:
+        if not self.best.is_file():
+            return {}
+        return json.loads(self.best.read_text(encoding="utf-8"))
+
+
+def write_checkpoint(run: RunDir, step: int, modules: Mapping[str, Any], state: Mapping[str, Any]) -> Path:
+    """Write ``modules`` (file name -> built component) and ``state`` as checkpoint ``step``, atomically.
+
+    Raises CheckpointError (naming the folder and the cause) when it cannot be written; the
+    previous checkpoints are untouched either way.
+    """
+    import torch
+
+    from ..component_files import save_component
+
+    final = run.checkpoint(step)
+    partial = run.checkpoints / f".partial-{step:08d}"
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for name, module in modules.items():
+            save_component(module, partial / name)
+        torch.save(dict(state), partial / STATE)
+        _sync_folder(partial)
+        if final.exists():  # the same step written again (e.g. after an interrupt at a checkpoint step)
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise CheckpointError(f"cannot write checkpoint {final}: {exc}; the earlier checkpoints are intact") from exc
+    return final
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    """The training state of a checkpoint folder, read with ``weights_only=True`` (no code runs)."""
+    import torch
+
+    try:
+        return torch.load(checkpoint / STATE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and OS errors alike
+        raise CheckpointError(f"cannot read the training state {checkpoint / STATE}: {exc}") from exc
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def prune(run: RunDir, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints, never one that ``best.json`` names."""
+    protected = {entry["step"] for entry in run.read_best().values()}
+    steps = run.checkpoint_steps()
+    for step in steps[: max(len(steps) - keep, 0)]:
+        if step not in protected:
+            shutil.rmtree(run.checkpoint(step), ignore_errors=True)
+
+
+def _ema_or_raw(checkpoint: Path) -> Path:
+    return checkpoint / GENERATOR_EMA if (checkpoint / GENERATOR_EMA).is_file() else checkpoint / GENERATOR
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush the folder's files to disk, so the rename never publishes data still in flight."""
+    for file in folder.iterdir():
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
