@@ -25,6 +25,7 @@ _LAZY = {
     "upscale": "srframe.infer.upscale",
     "Upscaler": "srframe.infer.upscale",
     "evaluate": "srframe.eval.benchmark",
+    "run": "srframe.train.engine",
 }
 
 __all__ = ["Recipe", "SrframeError", "build", "errors", "hookimpl", "load_component", "load_generator", "load_recipe",

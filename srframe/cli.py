@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import SrframeError
+from .errors import SrframeError, TrainingInterrupted
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host.disable(*args.disable_plugins)
     try:
         return args.handler(args)
+    except TrainingInterrupted as exc:
+        _stderr().print(f"srframe: {exc}", highlight=False, markup=False)
+        return EXIT_INTERRUPTED
     except SrframeError as exc:
         if args.debug:
             raise
@@ -37,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         _stderr().print("srframe: interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,8 +53,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="leave an installed plugin unloaded (repeatable; also $SRFRAME_DISABLE_PLUGINS=a,b)")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="train, validate and checkpoint as a recipe says")
+    run = commands.add_parser("run", help="train, validate and checkpoint as a recipe says",
+                              description="Train a recipe into a run directory (default <output_dir>/<name>). "
+                                          "Under torchrun every process runs this; rank 0 writes the run directory.")
     _recipe_arguments(run)
+    run.add_argument("--run-dir", type=Path, metavar="DIR", help="the run directory, exactly (default: "
+                                                                  "<output_dir>/<recipe name>)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run directory from its latest checkpoint (refused if the recipe changed "
+                          "in a way that would break the run)")
     run.set_defaults(handler=_run)
 
     evaluate = commands.add_parser("eval", help="PSNR/SSIM/LPIPS of models and the bicubic baseline on benchmark sets")
@@ -115,10 +127,13 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
+    from .train.engine import run
 
     recipe = load_recipe(args.recipe, args.overrides)
-    raise SrframeError(f"recipe {recipe.document.root.label} is valid, but the training engine is not "
-                       "available yet in this version of srframe; `srframe recipe show` prints what it would run")
+    path = run(recipe, run_dir=args.run_dir, resume=args.resume)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        _stdout().print(f"run directory: {path}", highlight=False, markup=False)
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -30,7 +30,18 @@ class WeightsError(SrframeError):
 
 
 class CheckpointError(SrframeError):
-    """A checkpoint or run directory cannot be read or written."""
+    """A checkpoint or run directory cannot be read or written, or does not fit the recipe resumed."""
+
+
+class TrainingError(SrframeError):
+    """Training cannot go on: a loss became NaN or infinite, or a component failed during a step."""
+
+
+class TrainingInterrupted(SrframeError):
+    """Training was stopped by SIGINT or SIGTERM after writing a checkpoint; ``srframe run --resume`` continues it.
+
+    The command line exits with 130, as a shell does for Ctrl-C.
+    """
 
 
 @dataclass(frozen=True)

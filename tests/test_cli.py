@@ -86,9 +86,10 @@ def test_debug_shows_the_traceback(tmp_path):
         main(["--debug", "recipe", "check", str(tmp_path / "missing.toml")])
 
 
-def test_run_checks_the_recipe_then_says_the_engine_is_missing(capsys):
-    assert main(["run", QUICKSTART]) == 2
-    assert "training engine is not available yet" in capsys.readouterr().err
+def test_run_checks_the_recipe_before_training(tmp_path, capsys):
+    assert main(["run", QUICKSTART, "--run-dir", str(tmp_path / "run"), "--set", "generator.num_block=2"]) == 2
+    assert 'did you mean "num_blocks"' in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_weights_list_shows_where_weights_are_looked_for(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ for the published Set14 figures, where ``bridge`` is grey).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,13 +92,31 @@ def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: 
     ``crop`` defaults to the scale. SR images are written to ``save_dir`` as PNG when given;
     ``on_image(image, sr, score)`` hears of each image done (sr as uint8 (C, H, W)).
     """
+    model_name = model_name or model_name_of(model)
+    if isinstance(model, (str, Path)) and model != BICUBIC:
+        from ..component_files import load_generator
+
+        model = load_generator(model)
+    if scale is None and not isinstance(model, str):
+        scale = int(model.scale)
+    if scale is None:
+        raise ValueError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
+    return evaluate_images(model, load_benchmark(folder, scale), Path(folder).name, scale, crop=crop, lpips=lpips,
+                           model_name=model_name, tile=tile, overlap=overlap, save_dir=save_dir, on_image=on_image)
+
+
+def evaluate_images(model: Any, images: Iterable[BenchmarkImage], set_name: str, scale: int | None = None, *,
+                    crop: int | None = None, lpips: Any = None, model_name: str | None = None, tile: int = 256,
+                    overlap: int = 32, save_dir: str | Path | None = None,
+                    on_image: Callable[[BenchmarkImage, torch.Tensor, ImageScore], None] | None = None) -> SetResult:
+    """:func:`evaluate` on images already in memory (the training engine's validation set)."""
     name = model_name or model_name_of(model)
     model_scale, upscale = _upscaler(model, scale, tile, overlap)
     scale = scale or model_scale
     if model_scale != scale:
         raise ValueError(f"model {name} upscales x{model_scale}, but the evaluation asks for x{scale}")
-    result = SetResult(Path(folder).name, name)
-    for image in load_benchmark(folder, scale):
+    result = SetResult(set_name, name)
+    for image in images:
         sr = upscale(image.lr)
         result.images.append(score(sr, image.hr, crop if crop is not None else scale, lpips, image.name))
         if save_dir is not None:

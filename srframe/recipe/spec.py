@@ -14,7 +14,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from ..errors import CheckpointError, RegistryError
 from ..schema import INVALID, Checker, KeyPath, Range, Schema, close_matches, describe, schema_of, show
@@ -125,6 +125,25 @@ class Optimizer:
 
 
 @dataclass(frozen=True)
+class Scheduler:
+    """Marks a table that chooses a learning-rate schedule by name (:mod:`srframe.train.schedules`)."""
+
+    def convert(self, value: Any, path: KeyPath, checker: Checker) -> Any:
+        from ..train import schedules
+
+        name = _chosen_name(value, path, checker, "scheduler", list(schedules.SCHEDULES))
+        if name is INVALID:
+            return INVALID
+        params = checker.check_table({k: v for k, v in value.items() if k != "kind"}, schedules.schema(name), path,
+                                     f'scheduler "{name}"')
+        if params is INVALID:
+            return INVALID
+        for key, message in schedules.refusals(name, params, None):
+            return checker.problem(path + (key,), message)
+        return ComponentSpec("scheduler", name, params)
+
+
+@dataclass(frozen=True)
 class GeneratorSource:
     """Marks a path that must hold a generator: a run directory, a checkpoint folder or a component file."""
 
@@ -158,6 +177,7 @@ class StageSpec:
     steps: Annotated[int, Range(min=1)]
     init_generator: Annotated[Path, GeneratorSource()] | None = None  # a run directory or generator file
     optimizer: Annotated[ComponentSpec, Optimizer()] = field(default_factory=_default_optimizer)
+    scheduler: Annotated[ComponentSpec, Scheduler()] | None = None  # the learning rate over the stage; constant
     losses: list[Annotated[ComponentSpec, Component("loss", LossOptions)]]
     discriminator: Annotated[ComponentSpec, Component("discriminator")] | None = None
     # Adversarial stages only: None elsewhere, and the defaults below in a stage with a discriminator.
@@ -199,12 +219,42 @@ class StageSpec:
         if isinstance(steps, int) and isinstance(warmup, int) and warmup >= steps:
             problems.append(("discriminator_warmup", f"{warmup} is not below the stage's steps = {steps}: the "
                                                      "generator would never be trained"))
+        scheduler = values.get("scheduler")
+        if isinstance(steps, int) and isinstance(scheduler, ComponentSpec):
+            from ..train import schedules
+
+            problems.extend((("scheduler", key), message)
+                            for key, message in schedules.refusals(scheduler.name, scheduler.params, steps))
         return problems
 
 
 def _declares(spec: ComponentSpec, attribute: str) -> bool:
     """Whether a component's registered class declares ``attribute`` (needs_discriminator, discriminator_loss)."""
     return spec.entry is not None and bool(getattr(spec.entry.factory, attribute, False))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSpec:
+    """``[train]``: how the engine runs every stage (devices, precision, EMA, intervals)."""
+
+    table_name: ClassVar[str] = "[train]"
+
+    device: str = "auto"  # "auto" (this process's GPU under torchrun, else the CPU), "cpu", "cuda", "cuda:1"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a gradient scaler
+    ema_decay: Annotated[float, Range(min=0, max=1)] = 0.0  # generator EMA (timm ModelEmaV3); 0 is off
+    grad_clip: Annotated[float, Range(min=0)] = 0.0  # largest gradient norm per optimiser; 0 is off
+    accumulate: Annotated[int, Range(min=1)] = 1  # batches per optimiser step (gradient accumulation)
+    channels_last: bool = False  # NHWC memory layout for the generator and discriminator
+    compile: bool = False  # torch.compile the generator and discriminator
+    ops: Literal["auto", "fused", "reference"] = "auto"  # srframe.ops mode: Triton kernels on CUDA, or torch
+    sync_batchnorm: bool = False  # under torchrun: batch norm statistics over all processes (CUDA)
+    log_every: Annotated[int, Range(min=1)] = 100  # steps between metrics.jsonl lines and progress lines
+    val_every: Annotated[int, Range(min=0)] = 1000  # steps between validations; 0: at the end of each stage
+    checkpoint_every: Annotated[int, Range(min=1)] = 1000  # steps between checkpoints (and at each stage's end)
+    keep_checkpoints: Annotated[int, Range(min=1)] = 3  # newest checkpoints kept, besides each stage's best
+    best_metric: Literal["psnr_y", "ssim_y", "lpips"] = "psnr_y"  # which validation metric picks the best
+    lpips: bool = False  # also validate LPIPS-VGG (needs VGG16 and LPIPS weights)
+    tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard package)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +281,7 @@ class RecipeSpec:
     generator: Annotated[ComponentSpec, Component("generator")]
     degradation: Annotated[ComponentSpec, Component("degradation")] | None = None  # None: bicubic at the scale
     data: DataSpec | None = None
+    train: TrainSpec = field(default_factory=TrainSpec)
     stages: list[StageSpec]
 
     def __post_init__(self) -> None:

@@ -174,3 +174,47 @@ def _sync_folder(folder: Path) -> None:
     for file in folder.iterdir():
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
+
+
+# Keys of a resolved recipe that a resumed run may change: where and how often it reports,
+# how it loads data, not what it trains. Everything else must match the run being resumed.
+_HARMLESS = [re.compile(pattern) for pattern in (
+    r"name", r"output_dir", r"plugins(\[\d+\])?",
+    r"train\.(device|log_every|val_every|checkpoint_every|keep_checkpoints|tensorboard|compile|ops|lpips|best_metric)",
+    r"data\.train\.(num_workers|pin_memory)", r"data\.val(\..*|\[.*)?",
+)]
+
+
+def recipe_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The key paths where two resolved recipes differ: ``(breaking, harmless)``.
+
+    More steps in the last stage are harmless (the run goes on); fewer is the engine's to judge.
+    """
+    before, after = _flatten(stored), _flatten(current)
+    last = f"stages[{len(current.get('stages', [])) - 1}].steps"
+    breaking, harmless = [], []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key, _ABSENT) == after.get(key, _ABSENT):
+            continue
+        if key == last or any(pattern.fullmatch(key) for pattern in _HARMLESS):
+            harmless.append(key)
+        else:
+            breaking.append(key)
+    return breaking, harmless
+
+
+_ABSENT = object()
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value):
+        out = {prefix: f"{len(value)} tables"}  # adding or removing a stage shows as a change of ``stages``
+        for index, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{index}]"))
+        return out
+    return {prefix: value}
