@@ -43,13 +43,13 @@ def save_component(component: Any, path: str | Path) -> Path:
     return path
 
 
-def load_component(path: str | Path, kind: str | None = None, *, registry: Any = None) -> Any:
-    """Rebuild the component saved at ``path`` and load its weights; ``kind`` checks what it is."""
-    from safetensors import safe_open
-    from safetensors.torch import load_model
+def read_built_from(path: str | Path) -> BuiltFrom:
+    """How the component saved at ``path`` was built (kind, name, parameters), read from its header only.
 
-    if registry is None:
-        from .plugins import registry
+    Raises CheckpointError when ``path`` is not a srframe component file.
+    """
+    from safetensors import safe_open
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"component file not found: {path}")
@@ -62,10 +62,22 @@ def load_component(path: str | Path, kind: str | None = None, *, registry: Any =
         raise CheckpointError(f"{path} has no srframe metadata (format {FORMAT!r}), so how to build its model is "
                               "unknown: build the model with srframe.build(...) and load the weights with "
                               "safetensors.torch.load_model(model, path)")
+    return BuiltFrom(metadata["kind"], metadata["name"], json.loads(metadata["params"]))
+
+
+def load_component(path: str | Path, kind: str | None = None, *, registry: Any = None) -> Any:
+    """Rebuild the component saved at ``path`` and load its weights; ``kind`` checks what it is."""
+    from safetensors.torch import load_model
+
+    if registry is None:
+        from .plugins import registry
+    path = Path(path)
+    built = read_built_from(path)
+    metadata = {"kind": built.kind, "name": built.name}
     if kind is not None and metadata["kind"] != kind:
         raise CheckpointError(f"{path} holds a {metadata['kind']} ({metadata['name']}), not a {kind}")
     try:
-        component = registry.build(metadata["kind"], metadata["name"], json.loads(metadata["params"]), source=str(path))
+        component = registry.build(built.kind, built.name, built.params, source=str(path))
     except SrframeError as exc:
         raise CheckpointError(f"cannot rebuild the {metadata['kind']} saved in {path}: {exc}") from exc
     try:

@@ -32,6 +32,7 @@ from typing import Any
 import pluggy
 
 from .errors import PluginError
+from .schema import close_matches
 from .registry import Origin, Registry
 
 ENTRY_POINT_GROUP = "srframe"
@@ -105,10 +106,11 @@ class PluginHost:
                 self.registry.disabled_plugins.append(ep.name)
                 continue
             self._load(ep.name, ep.load, Origin(ep.value, package))
-        unknown = disabled - {ep.name for ep in entry_points}
-        if unknown:
-            logger.warning("asked to leave unloaded %s, but no installed plugin has that name; installed plugins: %s",
-                           ", ".join(sorted(unknown)), ", ".join(sorted(ep.name for ep in entry_points)) or "(none)")
+        installed = sorted({ep.name for ep in entry_points})
+        for unknown in sorted(disabled - set(installed)):
+            logger.warning("asked to leave plugin %r unloaded, but no installed plugin has that name%s "
+                           "Installed plugins: %s.", unknown, close_matches(unknown, installed) or ".",
+                           ", ".join(installed) or "(none)")
 
     def load_module(self, spec: str, base_dir: Path | None = None) -> PluginInfo:
         """Load a plugin module by dotted name, or a ``.py`` file (relative to ``base_dir``).
@@ -121,12 +123,13 @@ class PluginHost:
             name, importer = str(path), lambda: _import_file(path)
         else:
             name, importer = spec, lambda: importlib.import_module(spec)
-        info = self.plugins.get(name) or self._load(name, importer, Origin(name))
+        info = self.plugins.get(name) or self._load(name, importer, Origin(name), warn=False)
         if info.status != "loaded":
             raise PluginError(f'plugin "{spec}" failed to load: {info.error}')
         return info
 
-    def _load(self, name: str, importer: Callable[[], Any], origin: Origin) -> PluginInfo:
+    def _load(self, name: str, importer: Callable[[], Any], origin: Origin, warn: bool = True) -> PluginInfo:
+        """Import and register one plugin; a failure marks it failed (and is logged when ``warn``)."""
         info = PluginInfo(name, origin)
         self.plugins[name] = info
         before = {(e.kind, e.name) for e in self.registry.entries()}
@@ -134,6 +137,7 @@ class PluginHost:
         try:
             with self.registry.loading(origin.package):
                 plugin = importer()
+                _check_hook_marked(plugin)
                 if not self.manager.is_registered(plugin):
                     self.manager.register(plugin, name=name)
                     self.manager.check_pending()  # catches misspelt hooks such as srframe_regsiter
@@ -143,12 +147,23 @@ class PluginHost:
             if plugin is not None and self.manager.is_registered(plugin):
                 self.manager.unregister(plugin)
             info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+            if "unknown hook" in str(exc):
+                info.error += " (the hook a srframe plugin implements is srframe_register)"
             self.registry.load_failures[name] = info.error
-            logger.warning("srframe plugin %r (%s) failed to load: %s", name, origin, info.error)
+            if warn:
+                logger.warning("srframe plugin %r (%s) failed to load: %s", name, origin, info.error)
             return info
         after = {(e.kind, e.name) for e in self.registry.entries()}
         info.components = sorted(after - before)
         return info
+
+
+def _check_hook_marked(plugin: Any) -> None:
+    """A ``srframe_register`` without ``@srframe.hookimpl`` would be skipped by pluggy, silently."""
+    hook = getattr(plugin, "srframe_register", None)
+    if callable(hook) and not hasattr(hook, "srframe_impl"):
+        raise PluginError("its srframe_register is not marked with @srframe.hookimpl, so it would never be called: "
+                          "decorate it with @srframe.hookimpl")
 
 
 def _missing_installation() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,6 +48,20 @@ class Entry:
     @property
     def schema(self) -> Schema:
         return schema_of(self.factory)
+
+    @property
+    def component_class(self) -> type | None:
+        """The class the factory builds: the factory itself, or a function's return annotation (else None).
+
+        Class attributes such as ``needs_discriminator`` are read from it before anything is built.
+        """
+        if isinstance(self.factory, type):
+            return self.factory
+        try:
+            made = typing.get_type_hints(self.factory).get("return")
+        except Exception:  # unresolvable hints: nothing can be told
+            return None
+        return made if isinstance(made, type) else None
 
     @property
     def summary(self) -> str:
@@ -162,7 +177,7 @@ class Registry:
         what = f'{kind} "{name}"'
         checked = checker.check_table(dict(params or {}), entry.schema, (), what)
         if checked is not INVALID:
-            checker.check_params(entry.factory, checked, ())
+            checker.check_params(entry.factory, checked, (), what)
         if checker.problems:
             raise RecipeError(f"invalid parameters for {what}:", checker.problems)
         return self.instantiate(entry, checked)

@@ -72,7 +72,8 @@ class Range:
                 or (self.above is not None and value <= self.above):
             bounds = [f"> {self.above}" if self.above is not None else "",
                       f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else ""]
-            checker.problem(path, f"{show(value)} is out of range: expected a number {' and '.join(b for b in bounds if b)}")
+            noun = "an integer" if isinstance(value, int) else "a number"
+            checker.problem(path, f"{show(value)} is out of range: expected {noun} {' and '.join(b for b in bounds if b)}")
             return INVALID
         return value
 
@@ -354,20 +355,29 @@ class Checker:
         except (TypeError, ValueError) as exc:
             return self.problem(path, str(exc))
 
-    def check_params(self, factory: Callable[..., Any], params: Mapping[str, Any], path: KeyPath) -> bool:
+    def check_params(self, factory: Callable[..., Any], params: Mapping[str, Any], path: KeyPath, what: str) -> bool:
         """Run the factory's own ``check_params(params)`` rules (if it has any) on checked parameters.
 
-        The rules see every parameter: those given, and the defaults of the rest. ``check_params`` yields ``(key, message)`` pairs, ``key`` relative to the component's table
-        (a name, a tuple of names and indices, or "" for the table itself); each becomes a problem.
-        Returns whether all rules passed.
+        The rules see every parameter: those given, and the defaults of the rest. ``check_params``
+        yields ``(key, message)`` pairs, ``key`` relative to the component's table (a name, a tuple
+        of names and indices, or "" for the table itself); each becomes a problem. Returns whether
+        all rules passed. Rules that fail themselves raise RegistryError naming ``what``
+        (the component): that is a bug of the plugin, not of the recipe.
         """
         rules = getattr(factory, "check_params", None)
         if rules is None:
             return True
         defaults = {f.name: f.default for f in schema_of(factory).fields.values() if not f.required}
         before = len(self.problems)
-        for key, message in rules({**defaults, **params}) or ():
-            self.problem(path + _as_path(key), message)
+        try:
+            found = list(rules({**defaults, **params}) or ())
+            for item in found:
+                key, message = item
+                self.problem(path + _as_path(key), str(message))
+        except Exception as exc:
+            raise RegistryError(f"{what}: its check_params failed with {type(exc).__name__}: {exc}. It must be a "
+                                "staticmethod or classmethod taking the parameters (a dict, defaults included) and "
+                                "yielding (key, message) pairs; fix the plugin") from exc
         return len(self.problems) == before
 
     def resolve_path(self, value: str | os.PathLike, path: KeyPath) -> Path:

@@ -87,7 +87,8 @@ def check_generator(name: str, params: Mapping[str, Any] | None = None, *, regis
 def check_discriminator(name: str, params: Mapping[str, Any] | None = None, *,
                         registry: Registry | None = None) -> Discriminator:
     """Check discriminator ``name``: logits with the batch as first dimension for two crop sizes
-    (32x32 and 48x40), finite; gradients reach every trainable parameter; save/load round trip."""
+    (32x32 and 48x40), finite; gradients reach every trainable parameter; its ``regularization``
+    (if any) is a finite scalar that backpropagates; save/load round trip."""
     registry, entry = _entry("discriminator", name, registry)
     discriminator = _build(registry, entry, params or {}, Discriminator)
     where = _label(entry)
@@ -100,6 +101,7 @@ def check_discriminator(name: str, params: Mapping[str, Any] | None = None, *,
                  f"{where}: forward on a batch of 2 must return logits whose first dimension is the batch (2), "
                  f"got shape {tuple(logits.shape)}")
     _require_gradients(where, discriminator, logits.float().mean())
+    _check_regularization(where, discriminator)
     _require_round_trip(where, discriminator, torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)),
                         registry)
     return discriminator
@@ -118,8 +120,19 @@ def check_loss(name: str, params: Mapping[str, Any] | None = None, *, registry: 
     sr = torch.rand(2, 3, 16, 16, generator=seeded).requires_grad_()
     discriminator = _ToyDiscriminator() if loss.needs_discriminator else None
     ctx = LossContext(sr=sr, hr=hr, lr=torch.rand(2, 3, 4, 4, generator=seeded), discriminator=discriminator)
-    value = _run(where, "forward(ctx)", lambda: loss(ctx))
+    try:
+        value = loss(ctx)
+    except SrframeError as exc:
+        if discriminator is None and "discriminator" in str(exc):
+            raise ContractError(f"{where}: forward(ctx) uses the discriminator, but the class does not declare it: "
+                                "set the class attribute needs_discriminator = True (or subclass AdversarialLoss)") \
+                from exc
+        raise ContractError(f"{where}: forward(ctx) raised {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise ContractError(f"{where}: forward(ctx) raised {type(exc).__name__}: {exc}") from exc
     _require_tensor(where, "forward(ctx)", value, shape=())
+    _require(value.requires_grad, f"{where}: the loss does not depend on ctx.sr, so no gradient would reach the "
+                                  "generator (is it computed under torch.no_grad() or from detached tensors?)")
     _run(where, "backward from the loss", value.backward)
     _require(sr.grad is not None and bool(torch.isfinite(sr.grad).all()),
              f"{where}: the loss must give sr a finite gradient, got {None if sr.grad is None else 'non-finite values'}")
@@ -129,6 +142,8 @@ def check_loss(name: str, params: Mapping[str, Any] | None = None, *, registry: 
         d_ctx = DiscriminatorContext(real=hr, fake=sr.detach(), discriminator=discriminator)
         d_value = _run(where, "discriminator_loss(ctx)", lambda: loss.discriminator_loss(d_ctx))
         _require_tensor(where, "discriminator_loss(ctx)", d_value, shape=())
+        _require(d_value.requires_grad, f"{where}: discriminator_loss(ctx) does not depend on the discriminator, so "
+                                        "no gradient would train it (use ctx.real_logits / ctx.fake_logits)")
         _require_gradients(where, discriminator, d_value, what="discriminator_loss(ctx)")
     elif callable(getattr(loss, "discriminator_loss", None)):
         raise ContractError(f"{where}: it has a discriminator_loss method but is not a srframe.AdversarialLoss; "
@@ -243,9 +258,27 @@ def _check_schema(registry: Registry, entry: Entry) -> None:
         if checker.problems:
             raise ContractError(f"{where}: the default of `{field.name}`, written to TOML, does not check against its "
                                 f"own type: {checker.problems[0]}")
-        if not isinstance(field.default, PurePath) and again != field.default:
+        if not isinstance(field.default, PurePath) and again != field.default and not _both_nan(again, field.default):
             raise ContractError(f"{where}: the default of `{field.name}` ({field.default!r}) reads back from TOML as "
                                 f"{again!r}")
+
+
+def _both_nan(a: Any, b: Any) -> bool:
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+
+
+def _check_regularization(where: str, discriminator: Discriminator) -> None:
+    seeded = torch.Generator().manual_seed(2)
+    ctx = DiscriminatorContext(real=torch.rand(2, 3, 32, 32, generator=seeded),
+                               fake=torch.rand(2, 3, 32, 32, generator=seeded), discriminator=discriminator)
+    penalty = _run(where, "regularization(ctx)", lambda: discriminator.regularization(ctx))
+    if penalty is None:
+        return
+    _require_tensor(where, "regularization(ctx)", penalty, shape=())
+    discriminator.zero_grad(set_to_none=True)
+    if penalty.requires_grad:
+        _run(where, "backward from regularization(ctx)", penalty.backward)
+    discriminator.zero_grad(set_to_none=True)
 
 
 def _with_scale(entry: Entry, params: Mapping[str, Any] | None, scale: int) -> dict[str, Any]:

@@ -42,16 +42,27 @@ def test_plugins_table(capsys):
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_recipe_checks(recipe, tmp_path, capsys):
-    """Every shipped recipe checks, once the runs its stages start from exist (a saved generator stands in)."""
+    """Every shipped recipe checks once what it reads exists: its data folders (two images stand in) and
+    the runs its stages start from (a saved generator stands in)."""
+    import numpy as np
+    from PIL import Image
+
     import srframe
     from srframe.recipe import load_document
 
-    stages = load_document(recipe).data["stages"]
-    starts = [i for i, stage in enumerate(stages) if "init_generator" in stage]
+    document = load_document(recipe).data
     overrides = []
+    for section in ("train", "val"):
+        if document.get("data", {}).get(section, {}).get("kind") == "image_folder":
+            folder = tmp_path / section
+            folder.mkdir()
+            for i in range(2):
+                Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(folder / f"{i}.png")
+            overrides += ["--set", f'data.{section}.root="{folder}"']
+    starts = [i for i, stage in enumerate(document["stages"]) if "init_generator" in stage]
     if starts:
-        generator = srframe.save_component(srframe.build("generator", "srresnet", num_blocks=1), tmp_path / "g.safetensors")
-        overrides = [arg for i in starts for arg in ("--set", f'stages[{i}].init_generator="{generator}"')]
+        generator = srframe.save_component(srframe.build("generator", "srresnet"), tmp_path / "g.safetensors")
+        overrides += [arg for i in starts for arg in ("--set", f'stages[{i}].init_generator="{generator}"')]
     assert main(["recipe", "check", str(recipe), *overrides]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
 
@@ -59,6 +70,7 @@ def test_every_shipped_recipe_checks(recipe, tmp_path, capsys):
 def test_a_recipe_whose_starting_run_is_missing_says_to_train_it_first(capsys):
     assert main(["recipe", "check", str(ROOT / "recipes" / "srgan_x4.toml")]) == 2
     err = capsys.readouterr().err
+    assert "data.train.root" in err and "DIV2K" in err and "`make demo`" in err  # the data folder too
     assert "stages[0].init_generator" in err and "runs/srresnet_x4" in err and "Train that run first" in err
 
 

@@ -297,7 +297,7 @@ def test_scale_must_mean_the_upscaling_factor(host, write):
             super().__init__()
 
     with pytest.raises(RegistryError, match=r'"scale" typed a number, but recipes fill `scale` with the recipe\'s '
-                                            r"upscaling factor.*or rename the parameter \(e.g. `loss_scale`\)"):
+                                            r'upscaling factor.*\(`scale: int`\), or rename the parameter \(e.g. "scaled_scale"\)'):
         registry.add("loss", "scaled", ScaledLoss)
 
     class Untyped(Generator):
@@ -319,7 +319,7 @@ def test_scale_must_mean_the_upscaling_factor(host, write):
         load_recipe(recipe, host=host)
     (problem,) = caught.value.problems
     assert problem.path == "generator.scale"
-    assert "4 is out of range: expected a number >= 2 and <= 2 (the value comes from the recipe's scale = 4)" \
+    assert "4 is out of range: expected an integer >= 2 and <= 2 (the value comes from the recipe's scale = 4)" \
         in problem.message
 
 

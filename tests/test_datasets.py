@@ -270,8 +270,11 @@ def test_recipe_data_errors(write):
     assert 'disagrees with the recipe\'s mode = "val"' in problems["data.val.mode"]
 
 
-@pytest.mark.parametrize("recipe", ["srresnet_x4.toml", "quickstart_x4.toml"])
-def test_shipped_recipes_train_on_samples(recipe):
-    spec = load_recipe(ROOT / "recipes" / recipe).spec
-    assert spec.data.train.name == "samples" and spec.data.train.options.batch_size == 16
-    assert spec.degradation.name == "bicubic"
+def test_the_quickstart_trains_on_samples_and_the_paper_recipe_on_a_folder(tmp_path):
+    spec = load_recipe(ROOT / "recipes" / "quickstart_x4.toml").spec
+    assert spec.data.train.name == "samples" and spec.degradation.name == "bicubic"
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(ROOT / "recipes" / "srresnet_x4.toml")
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert set(problems) == {"data.train.root", "data.val.root"}
+    assert "DIV2K" in problems["data.train.root"] and "`make demo`" in problems["data.train.root"]

@@ -194,3 +194,47 @@ def test_an_optimizer_only_timm_has_is_found_and_checked(check):
     assert check("stages[0].optimizer={ kind = 'lamb', lr = 1e-3 }") == {}
     found = check("stages[0].optimizer={ kind = 'lambb' }")
     assert 'unknown optimizer "lambb"; did you mean "lamb"' in found["stages[0].optimizer.kind"]
+
+
+def test_init_generator_must_hold_a_generator_that_fits(check, tmp_path):
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("hello")
+    found = check(f"stages[0].init_generator='{not_a_model}'")
+    assert "is not a safetensors file" in found["stages[0].init_generator"]
+    x2 = srframe.save_component(srframe.build("generator", "srresnet", scale=2, num_blocks=1), tmp_path / "x2.safetensors")
+    found = check(f"stages[0].init_generator='{x2}'")
+    assert "built differently: scale = 2 there, 4 here" in found["stages[0].init_generator"]
+    fits = srframe.save_component(srframe.build("generator", "srresnet", num_blocks=1), tmp_path / "fits.safetensors")
+    assert check(f"stages[0].init_generator='{fits}'") == {}
+
+
+def test_a_broken_check_params_is_blamed_on_the_plugin(registry):
+    from srframe.interfaces import Loss
+
+    class Broken(Loss):
+        def __init__(self, eps: float = 0.1):
+            super().__init__()
+
+        @staticmethod
+        def check_params(params):
+            yield "eps needs to be small"  # not a (key, message) pair
+
+    registry.add("loss", "broken", Broken)
+    with pytest.raises(SrframeError, match=r'loss "broken".*its check_params failed with ValueError.*yielding '
+                                           r"\(key, message\) pairs; fix the plugin"):
+        registry.build("loss", "broken", {})
+
+    class Method(Loss):
+        def check_params(self, params):
+            return []
+
+    with pytest.raises(SrframeError, match="check_params must be a @staticmethod or @classmethod"):
+        registry.add("loss", "method", Method)
+
+
+def test_a_hook_without_hookimpl_fails_loudly(host, installed):
+    installed("unmarked", {"unmarked_plugin": "def srframe_register(registry):\n    pass\n"},
+              {"unmarked": "unmarked_plugin"})
+    host.registry.entries()
+    assert host.plugins["unmarked"].status == "failed"
+    assert "not marked with @srframe.hookimpl" in host.plugins["unmarked"].error

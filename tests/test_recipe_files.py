@@ -24,7 +24,19 @@ BASE = """
     init_generator = "weights/start"
     losses = [{ kind = "mse" }]
 """
-# init_generator must exist when a recipe is checked: tests that load BASE from folder F write F/weights/start.
+# init_generator must hold a generator when a recipe is checked: tests that load BASE from folder F save one
+# at F/weights/start (built with its defaults, so it fits every generator table these tests write).
+
+
+@pytest.fixture
+def saved_generator(tmp_path):
+    """``saved_generator(path)``: a srresnet saved at tmp_path/path (built with its defaults)."""
+    import srframe
+
+    def save(relative: str) -> Path:
+        return srframe.save_component(srframe.build("generator", "srresnet"), tmp_path / relative)
+
+    return save
 
 
 def test_extends_merges_tables_and_replaces_arrays(write):
@@ -73,10 +85,10 @@ def test_invalid_toml_names_file_and_line(write):
         load_document(path)
 
 
-def test_relative_paths_resolve_against_the_file_that_wrote_them(write, tmp_path, monkeypatch):
+def test_relative_paths_resolve_against_the_file_that_wrote_them(write, tmp_path, monkeypatch, saved_generator):
     write("base/srresnet.toml", BASE)
-    write("base/weights/start", "")
-    write("runs/pretrain/generator.safetensors", "")
+    saved_generator("base/weights/start")
+    saved_generator("runs/pretrain/generator.safetensors")
     child = write("exp/child.toml", 'extends = "../base/srresnet.toml"\noutput_dir = "out"\n')
     spec = load_recipe(child).spec
     assert spec.stages[0].init_generator == tmp_path / "base" / "weights" / "start"
@@ -86,8 +98,8 @@ def test_relative_paths_resolve_against_the_file_that_wrote_them(write, tmp_path
     assert spec.stages[0].init_generator == tmp_path / "runs" / "pretrain"  # --set values: the working folder
 
 
-def test_problems_name_the_file_the_value_came_from(write):
-    write("weights/start", "")
+def test_problems_name_the_file_the_value_came_from(write, saved_generator):
+    saved_generator("weights/start")
     write("base.toml", BASE.replace("num_blocks = 16", "num_blocks = 1.5"))
     child = write("child.toml", 'extends = "base.toml"\nseed = "x"\n')
     with pytest.raises(RecipeError) as excinfo:
@@ -115,8 +127,8 @@ def test_bad_key_paths(text):
         parse_key_path(text)
 
 
-def test_overrides_nested_and_indexed(write):
-    write("weights/start", "")
+def test_overrides_nested_and_indexed(write, saved_generator):
+    saved_generator("weights/start")
     path = write("r.toml", BASE)
     spec = load_recipe(path, ["stages[0].steps=10", "generator.num_blocks=2", "generator={ channels = 16 }",
                               "stages[0].losses[0].weight=0.5", "stages[0].optimizer.lr=1e-3"]).spec
@@ -128,8 +140,8 @@ def test_overrides_nested_and_indexed(write):
     assert (spec.seed, spec.stages[0].steps) == (3, 20)
 
 
-def test_override_errors(write):
-    write("weights/start", "")
+def test_override_errors(write, saved_generator):
+    saved_generator("weights/start")
     path = write("r.toml", BASE)
     with pytest.raises(RecipeError, match=r"--set stages\[3\]\.steps=1: stages has 1 item\(s\); index 3 is out of range"):
         load_recipe(path, ["stages[3].steps=1"])
@@ -143,8 +155,8 @@ def test_override_errors(write):
     assert problem.source == "--set stages[0].steps=ten" and problem.path == "stages[0].steps"
 
 
-def test_resolved_recipe_round_trips(write, tmp_path):
-    write("weights/start", "")
+def test_resolved_recipe_round_trips(write, tmp_path, saved_generator):
+    saved_generator("weights/start")
     write("base.toml", BASE)
     child = write("exp/child.toml", 'extends = "../base.toml"\n[generator]\nnum_blocks = 4\n')
     recipe = load_recipe(child, ["seed=5"])
@@ -159,8 +171,8 @@ def test_resolved_recipe_round_trips(write, tmp_path):
     assert again.spec == recipe.spec  # the same recipe, from anywhere
 
 
-def test_resolved_recipe_shows_defaults_of_nested_settings(write, tmp_path):
-    write("weights/start", "")
+def test_resolved_recipe_shows_defaults_of_nested_settings(write, tmp_path, saved_generator):
+    saved_generator("weights/start")
     write("base.toml", BASE)
     child = write("child.toml", 'extends = "base.toml"\n[degradation]\nkind = "kornia_first_order"\n'
                                 "[degradation.blur]\nsigma = [0.5, 1.5]\n")
@@ -169,3 +181,15 @@ def test_resolved_recipe_shows_defaults_of_nested_settings(write, tmp_path):
     assert resolved["blur"]["sigma"] == [0.5, 1.5] and resolved["blur"]["prob"] == 1.0  # written, and its default
     assert "sigma" in resolved["noise"] and "quality" in resolved["jpeg"]  # stages the recipe never mentions
     assert load_recipe(recipe.save(tmp_path / "resolved.toml")).spec == recipe.spec
+
+
+def test_a_table_of_another_kind_replaces_the_base_table(write, saved_generator):
+    saved_generator("weights/start")
+    write("base.toml", BASE + '[data.train]\nkind = "image_folder"\nroot = "nowhere"\npatch_size = 32\n')
+    child = write("child.toml", 'extends = "base.toml"\n[data.train]\nkind = "samples"\nnames = ["coffee"]\n'
+                                "[generator]\nnum_blocks = 2\n")
+    document = load_document(child)
+    assert document.data["data"]["train"] == {"kind": "samples", "names": ["coffee"]}  # no root, no patch_size
+    assert document.data["generator"]["channels"] == 64  # the same kind still merges key by key
+    assert Path(document.source_of(("data", "train", "root")).label).name == "child.toml"
+    assert load_recipe(child).spec.data.train.name == "samples"

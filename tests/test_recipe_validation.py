@@ -129,7 +129,7 @@ def test_wrong_top_level_types(load, line, path, expected):
     ('{ kind = "typed", mode = "lsgn" }', "mode", 'did you mean "lsgan"?'),
     ('{ kind = "typed", layers = "relu5_4" }', "layers", "expected an array of a string"),
     ('{ kind = "typed", layers = ["relu5_4", 2] }', "layers[1]", "2 is an integer: expected a string"),
-    ('{ kind = "typed", size = 0 }', "size", "0 is out of range: expected a number >= 1"),
+    ('{ kind = "typed", size = 0 }', "size", "0 is out of range: expected an integer >= 1"),
     ('{ kind = "typed", table = 3 }', "table", "3 is an integer: expected a table"),
     ('{ kind = "typed", table = { a = "b" } }', "table.a", '"b" is a string: expected a number'),
     ('{ kind = "typed", flag = 1 }', "flag", "1 is an integer: expected true or false"),

@@ -212,9 +212,9 @@ PatchSize = Annotated[int, Range(min=1)]
 Repeat = Annotated[int, Range(min=1)]
 CacheMB = Annotated[int, Range(min=0)]  # megabytes of decoded images kept in memory
 Scale = Annotated[int, Range(min=1)]
-_GET_IMAGES = ("put the images there (for training, e.g. DIV2K's 800 HR images from "
-               "https://data.vision.ee.ethz.ch/cvl/DIV2K/, or T91/BSD200) or correct the path; "
-               "`make demo` trains on photographs shipped with scikit-image and needs no download")
+_GET_IMAGES = ("put the images there (to train: e.g. DIV2K's 800 HR images from "
+               "https://data.vision.ee.ethz.ch/cvl/DIV2K/, or T91/BSD200; to validate: e.g. Set5) or correct the "
+               "path; `make demo` trains on photographs shipped with scikit-image and needs no download")
 Folder = Annotated[Path, Exists("dir", _GET_IMAGES)]
 
 

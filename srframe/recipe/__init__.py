@@ -90,12 +90,15 @@ def _load_plugins(document: Layered, host: PluginHost) -> None:
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         source = document.source_of(("plugins",)).label
         raise RecipeError(f"{source}: plugins: expected an array of module names or .py paths, got {plugins!r}")
+    problems = []
     for index, module in enumerate(plugins):
         source = document.source_of(("plugins", index))
         try:
             info = host.load_module(module, base_dir=source.base_dir)
         except PluginError as exc:
-            raise RecipeError("cannot load a plugin the recipe names:",
-                              [Problem(source.label, format_path(("plugins", index)), str(exc))]) from exc
+            problems.append(Problem(source.label, format_path(("plugins", index)), str(exc)))
+            continue
         if module.endswith(".py"):
             plugins[index] = info.origin.module
+    if problems:
+        raise RecipeError(f"cannot load {'a plugin' if len(problems) == 1 else 'plugins'} the recipe names:", problems)

@@ -45,8 +45,13 @@ class Layered:
         return self.root
 
     def merged_with(self, top: Layered) -> Layered:
-        """This document with ``top`` laid over it: tables merge deeply, everything else is replaced."""
-        kept = {p: s for p, s in self.sources.items() if not any(_related(p, q) for q in top.sources)}
+        """This document with ``top`` laid over it: tables merge deeply, everything else is replaced.
+
+        A table that chooses another component (a different ``kind``) replaces the base's table whole.
+        """
+        replaced = _replaced_tables(self.data, top.data, ())
+        kept = {p: s for p, s in self.sources.items()
+                if not any(_related(p, q) for q in top.sources) and not any(p[:len(r)] == r for r in replaced)}
         return Layered(_deep_merge(self.data, top.data), top.root, {**kept, **top.sources})
 
     def assign(self, path: KeyPath, value: Any, source: Source) -> None:
@@ -61,12 +66,14 @@ class Layered:
             self._check_index(node, last, path, source)
         elif not isinstance(node, dict):
             raise RecipeError(f"{source.label}: {format_path(path[:-1])} is not a table")
-        if isinstance(value, Mapping) and isinstance(last, str) and isinstance(node.get(last), dict):
-            value = _deep_merge(node[last], dict(value))
-        node[last] = value
-        self.sources = {p: s for p, s in self.sources.items() if not _related(p, path)}
-        self.sources.update({path + sub: source for sub in _value_paths(value, ())} if isinstance(value, dict)
-                            else {path: source})
+        merged = (isinstance(value, Mapping) and isinstance(last, str) and isinstance(node.get(last), dict)
+                  and not _other_kind(node[last], dict(value)))
+        written = {path + sub for sub in _value_paths(dict(value), ())} if isinstance(value, Mapping) else {path}
+        # A table merged into an existing one keeps the sources of the keys it does not write.
+        self.sources = {p: s for p, s in self.sources.items()
+                        if not _related(p, path) or (merged and p not in written and p != path)}
+        node[last] = _deep_merge(node[last], dict(value)) if merged else value
+        self.sources.update(dict.fromkeys(written, source))
 
     def _step(self, node: Any, part: str | int, path: KeyPath, next_part: str | int, source: Source) -> Any:
         if isinstance(part, int):
@@ -153,13 +160,27 @@ def _related(a: KeyPath, b: KeyPath) -> bool:
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key, unless ``top``'s table chooses another ``kind``: then it replaces the base's."""
     merged = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not _other_kind(merged[key], value):
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
+
+
+def _other_kind(base: dict[str, Any], top: dict[str, Any]) -> bool:
+    return "kind" in top and "kind" in base and top["kind"] != base["kind"]
+
+
+def _replaced_tables(base: Any, top: Any, prefix: KeyPath) -> list[KeyPath]:
+    """The paths where ``top`` replaces a base table by one of another kind."""
+    if not isinstance(base, dict) or not isinstance(top, dict):
+        return []
+    if _other_kind(base, top):
+        return [prefix]
+    return [path for key in top.keys() & base.keys() for path in _replaced_tables(base[key], top[key], prefix + (key,))]
 
 
 def _display(path: Path) -> str:

@@ -12,6 +12,7 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Annotated, Any
@@ -63,7 +64,7 @@ class Filled:
     """
 
     meaning: str
-    rename: str
+    typed: str  # how a parameter that takes it is typed, e.g. "scale: int"
     accepts_all: tuple[Any, ...] = ()
     accepts_any: tuple[Any, ...] = ()
     rejects: tuple[Any, ...] = ()
@@ -71,10 +72,10 @@ class Filled:
 
 # kind ("*" for every kind) -> parameter name -> how the recipe fills it
 FILLED: dict[str, dict[str, Filled]] = {
-    "*": {"scale": Filled("the recipe's upscaling factor, an integer", "e.g. `loss_scale`",
+    "*": {"scale": Filled("the recipe's upscaling factor, an integer", "scale: int",
                           accepts_any=(2, 3, 4, 8), rejects=(2.5, "4"))},
-    "dataset": {"mode": Filled('"train" (random patches) or "val" (whole images)', "e.g. `sampling`",
-                               accepts_all=("train", "val"))},
+    "dataset": {"mode": Filled('"train" (random patches) or "val" (whole images)',
+                               'mode: Literal["train", "val"]', accepts_all=("train", "val"))},
 }
 
 
@@ -92,13 +93,19 @@ def check_factory(kind: str, name: str, factory: Callable[..., Any]) -> Schema:
     Refused: ``**kwargs`` without :func:`srframe.schema.open_schema`; a parameter named like a
     reserved key; a filled parameter (``scale``) whose type does not take the value the recipe fills in.
     """
-    schema = schema_of(factory)
     label = f'{kind} "{name}" ({getattr(factory, "__module__", "?")}.{getattr(factory, "__qualname__", factory)})'
+    try:
+        schema = schema_of(factory)
+    except RegistryError as exc:
+        raise RegistryError(f"{label}: {exc}. Type hints must resolve when the plugin registers: import the names "
+                            "they use at run time, not only under `if TYPE_CHECKING:`") from exc
     if schema.open and not getattr(factory, "srframe_open_schema", False):
         raise RegistryError(f"{label} takes **kwargs, so a misspelt recipe key would reach it unchecked: declare "
                             "each setting as a keyword parameter with a type hint (a class without parameters "
                             "needs no __init__ when it subclasses a srframe interface), or, if the factory "
-                            "forwards unknown keys to another library, mark it with @srframe.schema.open_schema")
+                            "forwards unknown keys to another library, mark it with @srframe.schema.open_schema "
+                            "(written below @srframe.register, which registers what it is given)")
+    _check_rules(label, factory)
     reserved = reserved_keys(kind)
     for key in schema.fields:
         if key in reserved:
@@ -110,8 +117,17 @@ def check_factory(kind: str, name: str, factory: Callable[..., Any]) -> Schema:
         if field is not None and not _takes(field.annotation, rule):
             raise RegistryError(f'{label} has a parameter named "{key}" typed {describe(field.annotation)}, but '
                                 f"recipes fill `{key}` with {rule.meaning}: type it to take that "
-                                f"(e.g. `{key}: int`), or rename the parameter ({rule.rename})")
+                                f'(`{rule.typed}`), or rename the parameter (e.g. "{name}_{key}")')
     return schema
+
+
+def _check_rules(label: str, factory: Callable[..., Any]) -> None:
+    """A class's ``check_params`` must be callable on the class: a staticmethod or classmethod."""
+    if isinstance(factory, type) and "check_params" in dir(factory):
+        rules = inspect.getattr_static(factory, "check_params")
+        if not isinstance(rules, (staticmethod, classmethod)):
+            raise RegistryError(f"{label}: check_params must be a @staticmethod or @classmethod taking the "
+                                "parameters (it runs before anything is built, so there is no instance)")
 
 
 def _takes(annotation: Any, rule: Filled) -> bool:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -80,7 +83,7 @@ class Component:
         if checked is INVALID:
             return INVALID
         params = {k: v for k, v in checked.items() if k not in options}
-        if not checker.check_params(entry.factory, params, path):
+        if not checker.check_params(entry.factory, params, path, f'{self.kind} "{entry.name}" ({entry.origin})'):
             return INVALID
         for f in schema.fields.values():  # show every default in the resolved recipe
             if f.name not in params and _is_toml_value(f.default):
@@ -112,16 +115,16 @@ class Optimizer:
             return INVALID
         info = optimizers.find(name)
         schema = schema_of(info.cls)
-        fields = {k: f for k, f in schema.fields.items() if k != "params"}
+        fields = {k: dataclasses.replace(f, annotation=_without_tensor(f.annotation))
+                  for k, f in schema.fields.items() if k != "params"}
         params = checker.check_table({k: v for k, v in value.items() if k != "kind"},
                                      Schema(fields, schema.open), path, f'optimizer "{name}"')
         if params is INVALID:
             return INVALID
-        refusal = optimizers.refusal(info, params)
-        if refusal is not None:
-            key, message = refusal
-            return checker.problem(path + ((key,) if key else ()), message)
-        return ComponentSpec("optimizer", name, params)
+        refused = optimizers.refusals(info, params)
+        for key, message in refused:
+            checker.problem(path + ((key,) if key else ()), message)
+        return INVALID if refused else ComponentSpec("optimizer", name, params)
 
 
 @dataclass(frozen=True)
@@ -143,18 +146,56 @@ class Scheduler:
         return ComponentSpec("scheduler", name, params)
 
 
+def _without_tensor(annotation: Any) -> Any:
+    """``float | Tensor`` -> ``float``: a recipe writes numbers (torch's optimisers also take tensors)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kept = [a for a in args if getattr(a, "__name__", "") != "Tensor"]
+        if len(kept) < len(args):
+            return kept[0] if len(kept) == 1 else typing.Union[tuple(kept)]
+    return annotation
+
+
 @dataclass(frozen=True)
 class GeneratorSource:
     """Marks a path that must hold a generator: a run directory, a checkpoint folder or a component file."""
 
     def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
-        from ..component_files import find_generator_file
+        from ..component_files import find_generator_file, read_built_from
 
         try:
-            find_generator_file(value)
+            built = read_built_from(find_generator_file(value))
         except CheckpointError as exc:
             return checker.problem(path, f"{exc}. Train that run first (`srframe run` on its recipe), or point "
                                          "init_generator at a run directory or a generator .safetensors file")
+        if built.kind != "generator":
+            return checker.problem(path, f"{value} holds a {built.kind} ({built.name}), not a generator")
+        return value
+
+
+def _starts_mismatch(generator: ComponentSpec, source: Path) -> str | None:
+    """Why the generator saved at ``source`` cannot start this recipe's generator (None: it can)."""
+    from ..component_files import find_generator_file, read_built_from
+
+    built = read_built_from(find_generator_file(source))
+    if built.name != generator.name:
+        return f'{source} holds a "{built.name}" generator, and this recipe trains "{generator.name}"'
+    differing = [f"{key} = {show(built.params[key])} there, {show(generator.params[key])} here"
+                 for key in sorted(built.params.keys() & generator.params.keys())
+                 if built.params[key] != to_toml_data(generator.params[key])]
+    if differing:
+        return f"{source} holds a {built.name} generator built differently: {'; '.join(differing)}"
+    return None
+
+
+@dataclass(frozen=True)
+class StageName:
+    """A stage's name names folders of the run directory: letters, digits, ``_``, ``-`` and ``.``."""
+
+    def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", value) or value in (".", ".."):
+            return checker.problem(path, f"{show(value)} cannot name the stage's folder: use letters, digits, "
+                                         '"_", "-" and "." (e.g. "gan_finetune")')
         return value
 
 
@@ -173,7 +214,7 @@ class StageSpec:
 
     table_name: ClassVar[str] = "a stage"
 
-    name: str
+    name: Annotated[str, StageName()]
     steps: Annotated[int, Range(min=1)]
     init_generator: Annotated[Path, GeneratorSource()] | None = None  # a run directory or generator file
     optimizer: Annotated[ComponentSpec, Optimizer()] = field(default_factory=_default_optimizer)
@@ -210,10 +251,11 @@ class StageSpec:
             for key in ("discriminator_optimizer", "generator_every", "discriminator_warmup"):
                 if key in values:
                     problems.append((key, "applies to a stage with a discriminator, and this stage has none"))
-        elif isinstance(values["discriminator"], ComponentSpec) and isinstance(losses, list) \
-                and len(chosen) == len(losses) and not any(_declares(loss, "discriminator_loss") for _, loss in chosen):
+        elif isinstance(losses, list) and len(chosen) == len(losses) \
+                and all(_declares(loss, "discriminator_loss") is False for _, loss in chosen):
             problems.append(("discriminator", "nothing in this stage trains the discriminator: add an adversarial "
-                                              'loss, e.g. { kind = "adversarial", weight = 1e-3 }'))
+                                              'loss, e.g. { kind = "adversarial", weight = 1e-3 } (a loss registered '
+                                              "by a function needs a return annotation naming its class)"))
         steps = values.get("steps")
         warmup = values.get("discriminator_warmup")
         if isinstance(steps, int) and isinstance(warmup, int) and warmup >= steps:
@@ -228,9 +270,11 @@ class StageSpec:
         return problems
 
 
-def _declares(spec: ComponentSpec, attribute: str) -> bool:
-    """Whether a component's registered class declares ``attribute`` (needs_discriminator, discriminator_loss)."""
-    return spec.entry is not None and bool(getattr(spec.entry.factory, attribute, False))
+def _declares(spec: ComponentSpec, attribute: str) -> bool | None:
+    """Whether a component's class declares ``attribute`` (needs_discriminator, discriminator_loss);
+    None when the factory's class cannot be told (a function without a return annotation)."""
+    made = spec.entry.component_class if spec.entry is not None else None
+    return None if made is None else bool(getattr(made, attribute, False))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,6 +351,13 @@ class RecipeSpec:
                                                         "stage names must be unique (they name each stage's result)"))
             elif name is not None:
                 first[name] = i
+        generator, checked = values.get("generator"), values.get("stages")
+        if isinstance(generator, ComponentSpec) and isinstance(checked, list):
+            for i, stage in enumerate(checked):
+                if isinstance(stage, StageSpec) and stage.init_generator is not None:
+                    mismatch = _starts_mismatch(generator, stage.init_generator)
+                    if mismatch:
+                        problems.append((("stages", i, "init_generator"), mismatch))
         return problems
 
 

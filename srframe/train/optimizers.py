@@ -74,14 +74,23 @@ def build(info: OptimizerInfo, parameters: Iterable[torch.nn.Parameter] | Iterab
     return info.cls(parameters, **{**info.defaults, **params})
 
 
-def refusal(info: OptimizerInfo, params: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(key, message)`` if the optimiser's constructor refuses ``params``, else None.
+def refusals(info: OptimizerInfo, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(key, message)`` for each setting the optimiser's constructor refuses (none: ``[]``).
 
     The constructor runs its own checks over one dummy tensor, with ``torch.optim.Optimizer``'s
     ``__init__`` skipped (it imports torch._dynamo, about 1 s); an optimiser whose constructor needs
-    what that skips is built for real. ``key`` is the parameter the refusal is about when it can be
-    told from the message, else "".
+    what that skips is built for real. When the settings are refused together, each is tried alone
+    so that every refused key is named; ``key`` is "" when the refusal is about no one key.
     """
+    whole = _refusal(info, params)
+    if whole is None:
+        return []
+    alone = [(key, message) for key in params
+             for message in [_refusal(info, {key: params[key]})] if message is not None]
+    return [(key, message[1]) for key, message in alone] or [whole]
+
+
+def _refusal(info: OptimizerInfo, params: Mapping[str, Any]) -> tuple[str, str] | None:
     probe = type(f"Probe{info.cls.__name__}", (info.cls, _SkippedOptimizerInit), {})
     try:
         try:
