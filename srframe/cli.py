@@ -90,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     _tile_arguments(upscale)
     upscale.set_defaults(handler=_upscale)
 
+    report = commands.add_parser("report", help="evaluate a run's stages and write its HTML report",
+                                 description="Bicubic and each stage's generator on the run's validation images (or "
+                                             "--data folders): RUN_DIR/report/index.html, report.md, table.json.")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory made by `srframe run`")
+    report.add_argument("--data", nargs="+", default=[], metavar="DIR",
+                        help="benchmark folders to evaluate on instead of the recipe's [data.val]")
+    report.add_argument("-o", "--out", type=Path, metavar="DIR", help="where to write it (default RUN_DIR/report)")
+    report.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it needs VGG16 and LPIPS weights)")
+    report.set_defaults(handler=_report)
+
     plugins = commands.add_parser("plugins", help="list plugins, their status and their components")
     plugins.add_argument("--json", action="store_true", help="print machine-readable JSON")
     plugins.set_defaults(handler=_plugins)
@@ -160,6 +170,21 @@ def _eval(args: argparse.Namespace) -> int:
     for label, path in (("report", suite.report), ("table", suite.json_file)):
         if path is not None:
             console.print(f"{label}: {path}", highlight=False, markup=False)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .eval.report import markdown_table
+    from .train.report import report_run
+
+    with _progress() as progress:
+        task = progress.add_task("evaluating", total=None)
+        suite = report_run(args.run_dir, args.data, args.out, lpips=not args.no_lpips,
+                           on_image=lambda set_name, model: progress.update(task, advance=1,
+                                                                            description=f"{set_name}: {model}"))
+    console = _stdout()
+    console.print(markdown_table(suite.results), highlight=False, markup=False)
+    console.print(f"report: {suite.report}", highlight=False, markup=False)
     return 0
 
 

@@ -46,11 +46,13 @@ def test_json_table_report_and_crops(run_dir, tmp_path, capsys):
     details = json.loads((out / "results.json").read_text())
     names = [row["name"] for row in details["sets"]["Set5"]["tiny_x4"]["images"]]
     assert names == ["baby", "bird", "butterfly", "head", "woman"]
-    report = (out / "report.md").read_text()
-    crops = sorted((out / "Set5" / "tiny_x4").glob("*.png"))
-    assert len(crops) == 5 and all(f"]({c.relative_to(out).as_posix()})" in report for c in crops)
+    report, page = (out / "report.md").read_text(), (out / "index.html").read_text()
+    crops = sorted((out / "Set5").glob("*.png"))
+    assert [c.stem for c in crops] == names
+    assert all(f"]({c.relative_to(out).as_posix()})" in report and f"src='{c.relative_to(out).as_posix()}'" in page
+               for c in crops)
     with Image.open(crops[0]) as crop:
-        assert crop.width > 2.9 * crop.height * 0.8  # three panels side by side
+        assert crop.width > 2.9 * crop.height * 0.8  # three panels side by side: bicubic | tiny_x4 | HR
     assert len(list((out / "Set5" / "tiny_x4" / "sr").glob("*.png"))) == 5
 
 

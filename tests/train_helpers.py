@@ -7,7 +7,8 @@ The test losses live in one plugin file written once per session (:func:`plugin_
 recipe of the session names the same file and the in-process registry loads it once:
 
 - ``killer`` ``{ at_step, marker }``: SIGKILLs its own process at run step ``at_step`` unless the
-  file ``marker`` exists (it creates it first, so a resumed run goes on). Returns 0.
+  file ``marker`` exists (it creates it first, so a resumed run goes on); ``{rank}`` in ``marker``
+  stands for the process's rank under torchrun, so every rank kills itself. Returns 0.
 - ``gate`` ``{ at_step, folder }``: at run step ``at_step``, unless ``folder/go`` exists, touches
   ``folder/reached`` and waits for ``folder/go`` (at most a minute): a test sends its signal while the
   run is known to be inside that step. Returns 0.
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomli_w
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +62,9 @@ class Killer(Loss):
         self.at_step, self.marker = at_step, marker
 
     def forward(self, ctx: LossContext) -> torch.Tensor:
-        if ctx.step == self.at_step and not os.path.exists(self.marker):
-            Path(self.marker).touch()
+        marker = self.marker.replace("{rank}", os.environ.get("RANK", "0"))
+        if ctx.step == self.at_step and not os.path.exists(marker):
+            Path(marker).touch()
             os.kill(os.getpid(), signal.SIGKILL)
         return _zero(ctx)
 
@@ -120,6 +123,44 @@ def plugin_file(folder: Path) -> Path:
     return path
 
 
+# -- fixtures (import them into a test module to use them) -----------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Train with one torch thread, as the subprocesses do (``OMP_NUM_THREADS=1``, see :func:`env`).
+
+    On a small, shared CPU two threads are much slower for these tiny models (the threads of one
+    convolution wait for each other), and a run only reproduces another bit for bit with the same
+    number of threads.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def plugin(tmp_path_factory) -> Path:
+    """The test-loss plugin file, one path per session (see the module docstring): every test module that
+    imports this fixture gets its own instance of it, and all of them must name the same file, or the
+    second would register the same losses again."""
+    folder = tmp_path_factory.getbasetemp() / "train_plugin"
+    folder.mkdir(exist_ok=True)
+    return plugin_file(folder)
+
+
+@pytest.fixture(scope="session")
+def val_folder(tmp_path_factory) -> Path:
+    """Two tiny PNGs (32x32 and 28x24): validation images, and a benchmark folder for ``srframe eval``."""
+    folder = tmp_path_factory.mktemp("val")
+    write_png(folder / "a.png", 32, 32, seed=1)
+    write_png(folder / "b.png", 28, 24, seed=2)
+    return folder
+
+
 # -- recipes -------------------------------------------------------------------------------------
 
 GENERATOR = {"kind": "srresnet", "num_blocks": 1, "channels": 8, "norm": "none"}
@@ -170,7 +211,7 @@ def run_inprocess(recipe: Path, run_dir: Path, *overrides: str, resume: bool = F
 
 def env(**extra: str) -> dict[str, str]:
     """The environment of a subprocess: this one, offline, plus ``extra``."""
-    out = {**os.environ, "SRFRAME_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
+    out = {**os.environ, "SRFRAME_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra}
     out.pop("RANK", None), out.pop("WORLD_SIZE", None), out.pop("LOCAL_RANK", None)
     return out
 
@@ -188,12 +229,13 @@ def srframe_cli(*args: str | Path, cwd: Path, timeout: float = 120, extra_env: d
 
 def start_cli(*args: str | Path, cwd: Path, log: Path) -> subprocess.Popen:
     """Start ``python -m srframe.cli ARGS`` in the background, stdout and stderr into ``log``."""
-    handle = log.open("w")
-    return subprocess.Popen(cli_command(*args), cwd=cwd, env=env(), stdout=handle, stderr=subprocess.STDOUT,
-                            text=True)
+    with log.open("w") as handle:  # the child keeps its own copy of the file
+        return subprocess.Popen(cli_command(*args), cwd=cwd, env=env(), stdout=handle, stderr=subprocess.STDOUT)
 
 
-def wait_for(condition, timeout: float = 60, what: str = "a condition", process: subprocess.Popen | None = None) -> None:
+def wait_for(condition, timeout: float = 60, what: str = "a condition",
+             process: subprocess.Popen | None = None) -> None:
+    """Poll ``condition`` until it holds; fail when ``process`` ends first or after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if process is not None and process.poll() is not None:
@@ -203,12 +245,20 @@ def wait_for(condition, timeout: float = 60, what: str = "a condition", process:
         time.sleep(0.02)
 
 
-def torchrun(*args: str | Path, cwd: Path, nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``torchrun --nproc_per_node=N -m srframe.cli ARGS`` on the CPU (gloo), one thread per process."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_port=0",
+def torchrun(*args: str | Path, cwd: Path, nproc: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=N -m srframe.cli ARGS`` on the CPU (gloo), one thread per
+    process. On a timeout the launcher and its workers (its process group) are killed."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "srframe.cli", *map(str, args)]
-    return subprocess.run(command, cwd=cwd, env=env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          timeout=timeout)
+    process = subprocess.Popen(command, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"torchrun timed out after {timeout} s:\n{out}\n{err}") from None
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 # -- reading a run directory ----------------------------------------------------------------------
@@ -248,6 +298,14 @@ def assert_same_tensors(a: Path, b: Path) -> None:
     assert not different, f"{a} and {b} differ in {different}"
 
 
+def update_gap(a: dict[str, Any], b: dict[str, Any], start: dict[str, Any]) -> tuple[float, float]:
+    """``(largest |a - b|, largest |b - start|)`` over all tensors: how far two updates of ``start`` differ,
+    and how large the update is."""
+    gap = max((a[k] - b[k]).abs().max().item() for k in start)
+    largest = max((b[k] - start[k]).abs().max().item() for k in start)
+    return gap, largest
+
+
 def checkpoint_steps(run_dir: Path) -> list[int]:
     folder = run_dir / "checkpoints"
     if not folder.is_dir():
@@ -272,7 +330,3 @@ def write_png(path: Path, width: int, height: int, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
-
-
-def interrupt(process: subprocess.Popen, number: int = signal.SIGINT) -> None:
-    process.send_signal(number)

@@ -1,7 +1,8 @@
-"""Reports of an evaluation: a Markdown table, per-image JSON, and side-by-side crops as PNG.
+"""Reports of an evaluation: a Markdown table, per-image JSON, side-by-side crops as PNG, and an
+HTML page that shows them all (``index.html``, self-contained: no server, no network).
 
-The crops show bicubic | SR | HR at the place where SR differs most from bicubic, so a reader
-sees what the model changed.
+The crops show bicubic | each model | HR at the place where the outputs differ most from each
+other, so a reader sees what the models changed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from .benchmark import SetResult
 
 CROP = 96  # HR pixels shown per panel, enlarged by ZOOM
 ZOOM = 3
-LABEL_HEIGHT = 18
+LABEL_HEIGHT = 22
+LABEL_SIZE = 15  # points of the label font
 
 
 def summary_table(results: list[SetResult]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -37,52 +39,57 @@ def markdown_table(results: list[SetResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(results: list[SetResult], crops: dict[tuple[str, str], list[Path]], out_dir: Path,
-                 scale: int) -> Path:
-    """``report.md`` (table and crops) and ``results.json`` (means and per-image rows) in ``out_dir``."""
+def write_report(results: list[SetResult], crops: dict[tuple[str, str], Path], out_dir: Path, scale: int, *,
+                 title: str = "srframe evaluation", curves: Path | None = None,
+                 whole: list[tuple[str, Path]] = ()) -> Path:
+    """``report.md`` and ``index.html`` (the table, per-image scores and the crops), and ``results.json``
+    (means and per-image rows) in ``out_dir``. ``crops`` maps (set, image) to its comparison PNG;
+    ``curves`` (training curves) and ``whole`` ((caption, PNG) of whole upscaled images) are shown too.
+    Returns ``index.html``.
+    """
+    from .html import write_html
+
     out_dir.mkdir(parents=True, exist_ok=True)
     per_image = {r.set_name: {} for r in results}
     for r in results:
         per_image[r.set_name][r.model_name] = {"summary": r.summary(), "images": r.rows()}
     (out_dir / "results.json").write_text(json.dumps({"scale": scale, "sets": per_image}, indent=2), encoding="utf-8")
-    parts = [f"# srframe evaluation, x{scale}\n", "PSNR and SSIM on the Y channel (MATLAB `rgb2ycbcr`), "
-             f"{scale} pixels cropped at each border; LR made with the MATLAB-compatible bicubic.\n",
-             markdown_table(results)]
-    for (set_name, model_name), paths in crops.items():
-        parts.append(f"\n## {set_name}: {model_name}\n\nbicubic | {model_name} | HR, where they differ most\n")
-        parts += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})\n" for p in paths]
-    report = out_dir / "report.md"
-    report.write_text("\n".join(parts), encoding="utf-8")
-    return report
+    parts = [f"# {title}, x{scale}\n", f"{PROTOCOL.format(scale=scale)}\n", markdown_table(results)]
+    for (set_name, image_name), path in crops.items():
+        parts.append(f"\n### {set_name}: {image_name}\n\n![{image_name}]({path.relative_to(out_dir).as_posix()})\n")
+    (out_dir / "report.md").write_text("\n".join(parts), encoding="utf-8")
+    return write_html(results, crops, out_dir, scale, title=title, curves=curves, whole=whole)
 
 
-def most_changed_box(sr: torch.Tensor, bicubic: torch.Tensor, size: int) -> tuple[int, int, int]:
-    """(top, left, size) of the size x size window where SR and bicubic differ most (uint8 (C, H, W) inputs)."""
-    size = min(size, sr.shape[-2], sr.shape[-1])
-    difference = (sr.float() - bicubic.float()).abs().mean(dim=0, keepdim=True).unsqueeze(0)
-    windows = F.avg_pool2d(difference, size, stride=max(1, size // 4))
-    index = int(windows.flatten().argmax())
-    row, col = divmod(index, windows.shape[-1])
+PROTOCOL = ("PSNR and SSIM on the Y channel (MATLAB `rgb2ycbcr`), {scale} pixels cropped at each border; LR made "
+            "with the MATLAB-compatible bicubic; LPIPS v0.1 with VGG16 (lower is better).")
+
+
+def most_changed_box(images: list[torch.Tensor], size: int) -> tuple[int, int, int]:
+    """(top, left, size) of the size x size window where ``images`` (uint8 (C, H, W), two or more)
+    differ most from each other: the largest mean standard deviation across them."""
+    size = min(size, images[0].shape[-2], images[0].shape[-1])
+    spread = torch.stack([image.float().mean(dim=0) for image in images]).std(dim=0)[None, None]
     stride = max(1, size // 4)
+    windows = F.avg_pool2d(spread, size, stride=stride)
+    row, col = divmod(int(windows.flatten().argmax()), windows.shape[-1])
     return row * stride, col * stride, size
 
 
-def save_comparison(bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, labels: tuple[str, str, str],
-                    path: Path) -> Path:
-    """One PNG: the three uint8 (C, H, W) images cropped where SR and bicubic differ most, side by side, labelled."""
-    from PIL import Image, ImageDraw
+def save_comparison(panels: list[tuple[str, torch.Tensor]], path: Path) -> Path:
+    """One PNG of labelled uint8 (C, H, W) images side by side, cropped where all but the last (the HR
+    image) differ most, enlarged with nearest-neighbour pixels."""
+    from PIL import Image, ImageDraw, ImageFont
 
-    top, left, size = most_changed_box(sr, bicubic, CROP)
-    panels = []
-    for image in (bicubic, sr, hr):
-        crop = image[:, top:top + size, left:left + size].expand(3, -1, -1).permute(1, 2, 0).numpy()
-        panels.append(Image.fromarray(crop).resize((size * ZOOM, size * ZOOM), Image.NEAREST))
+    font = ImageFont.load_default(size=LABEL_SIZE)
+    top, left, size = most_changed_box([image for _, image in panels[:-1]], CROP)
     width = size * ZOOM
-    canvas = Image.new("RGB", (3 * width + 8, width + LABEL_HEIGHT), "white")
+    canvas = Image.new("RGB", (len(panels) * (width + 4) - 4, width + LABEL_HEIGHT), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, (panel, label) in enumerate(zip(panels, labels)):
-        canvas.paste(panel, (i * (width + 4), LABEL_HEIGHT))
-        draw.text((i * (width + 4) + 4, 3), label, fill="black")
+    for i, (label, image) in enumerate(panels):
+        crop = image[:, top:top + size, left:left + size].expand(3, -1, -1).permute(1, 2, 0).numpy()
+        canvas.paste(Image.fromarray(crop).resize((width, width), Image.NEAREST), (i * (width + 4), LABEL_HEIGHT))
+        draw.text((i * (width + 4) + 4, 3), label, fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import WeightsError
-from .benchmark import BICUBIC, BenchmarkImage, ImageScore, SetResult, evaluate
+from .benchmark import BICUBIC, BenchmarkImage, ImageScore, SetResult, evaluate_images, load_benchmark
 from .report import save_comparison, summary_table, write_report
 
 logger = logging.getLogger(__name__)
@@ -42,51 +42,68 @@ def load_lpips() -> Any:
         return None
 
 
-def run_suite(models: Mapping[str, Any], folders: Sequence[str | Path], scale: int, *, out_dir: Path | None = None,
-              json_file: Path | None = None, save_images: bool = False, lpips: bool = True, tile: int = 256,
-              overlap: int = 32, on_image: Callable[[str, str], None] | None = None) -> Suite:
-    """Evaluate ``bicubic`` and each model (name -> generator) on each folder; write the report to ``out_dir`` and
-    the table to ``json_file``.
+ImageSet = tuple[str, Sequence[BenchmarkImage]]  # a named set of images already in memory (a run's validation set)
 
-    ``on_image(set name, model name)`` is called after each image.
+
+def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], scale: int, *,
+              out_dir: Path | None = None, json_file: Path | None = None, save_images: bool = False,
+              lpips: bool = True, tile: int = 256, overlap: int = 32,
+              on_image: Callable[[str, str], None] | None = None, title: str = "srframe evaluation",
+              curves: Path | None = None, whole: bool = False) -> Suite:
+    """Evaluate ``bicubic`` and each model (name -> generator) on each set (a benchmark folder, or a
+    named list of images); write the report to ``out_dir`` and the table to ``json_file``.
+
+    The report shows, per image, bicubic | every model | HR cropped where the outputs differ most;
+    ``curves`` (a run's training curves) and, with ``whole``, the first image upscaled whole by the
+    last model. ``on_image(set name, model name)`` is called after each image.
     """
     metric = load_lpips() if lpips else None
     suite = Suite(scale)
-    crops: dict[tuple[str, str], list[Path]] = {}
-    for folder in folders:
-        set_name = Path(folder).name
-        baseline: dict[str, tuple[torch.Tensor, ImageScore]] = {}
+    crops: dict[tuple[str, str], Path] = {}
+    whole_images: list[tuple[str, Path]] = []
+    for entry in sets:
+        set_name, images = (entry[0], list(entry[1])) if isinstance(entry, tuple) else \
+            (Path(entry).name, load_benchmark(entry, scale))
+        outputs: dict[str, dict[str, tuple[torch.Tensor, ImageScore]]] = {}
+        for name, model in {BICUBIC: BICUBIC, **models}.items():
+            kept = outputs.setdefault(name, {})
 
-        def keep_baseline(image: BenchmarkImage, sr: torch.Tensor, scored: ImageScore) -> None:
-            baseline[image.name] = sr, scored
-            if on_image:
-                on_image(set_name, BICUBIC)
-
-        suite.results.append(evaluate(BICUBIC, folder, scale, lpips=metric, on_image=keep_baseline,
-                                      save_dir=_images_dir(out_dir, save_images, set_name, BICUBIC)))
-        for name, model in models.items():
-            shown = crops.setdefault((set_name, name), [])
-
-            def compare(image: BenchmarkImage, sr: torch.Tensor, scored: ImageScore, name: str = name,
-                        shown: list[Path] = shown) -> None:
+            def keep(image: BenchmarkImage, sr: torch.Tensor, scored: ImageScore, name: str = name,
+                     kept: dict = kept) -> None:
                 if out_dir is not None:
-                    bicubic, bicubic_score = baseline[image.name]
-                    labels = (f"bicubic {bicubic_score.psnr_y:.2f} dB", f"{name} {scored.psnr_y:.2f} dB", "HR")
-                    path = out_dir / set_name / name / f"{image.name}.png"
-                    shown.append(save_comparison(bicubic, sr, image.hr, labels, path))
+                    kept[image.name] = sr, scored
                 if on_image:
                     on_image(set_name, name)
 
-            suite.results.append(evaluate(model, folder, scale, lpips=metric, model_name=name, tile=tile,
-                                          overlap=overlap, on_image=compare,
-                                          save_dir=_images_dir(out_dir, save_images, set_name, name)))
+            suite.results.append(evaluate_images(model, images, set_name, scale, lpips=metric, model_name=name,
+                                                 tile=tile, overlap=overlap, on_image=keep,
+                                                 save_dir=_images_dir(out_dir, save_images, set_name, name)))
+        if out_dir is None:
+            continue
+        for image in images:
+            panels = [(_label(name, outputs[name][image.name][1]), outputs[name][image.name][0])
+                      for name in outputs] + [("HR", image.hr)]
+            crops[(set_name, image.name)] = save_comparison(panels, out_dir / set_name / f"{image.name}.png")
+        if whole and not whole_images and models:
+            last = list(models)[-1]
+            path = out_dir / set_name / f"{images[0].name}_x{scale}_{last}.png"
+            from ..infer.files import write_png
+
+            write_png(outputs[last][images[0].name][0].permute(1, 2, 0).numpy(), path)
+            whole_images.append((f"{images[0].name}, upscaled x{scale} whole by {last}", path))
     if out_dir is not None:
-        suite.report = write_report(suite.results, {k: v for k, v in crops.items() if v}, out_dir, scale)
+        suite.report = write_report(suite.results, crops, out_dir, scale, title=title, curves=curves,
+                                    whole=whole_images)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(suite.table(), indent=2), encoding="utf-8")
         suite.json_file = json_file
     return suite
+
+
+def _label(name: str, scored: ImageScore) -> str:
+    lpips = f", LPIPS {scored.lpips:.3f}" if scored.lpips is not None else ""
+    return f"{name} {scored.psnr_y:.2f} dB{lpips}"
 
 
 def _images_dir(out_dir: Path | None, save_images: bool, set_name: str, model_name: str) -> Path | None:

@@ -189,9 +189,15 @@ def recipe_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tup
     """The key paths where two resolved recipes differ: ``(breaking, harmless)``.
 
     More steps in the last stage are harmless (the run goes on); fewer is the engine's to judge.
+    Not when its schedule spans the stage (cosine, linear): the resumed schedule would keep the old
+    length and run past its end (a cosine rises again, a linear decay stays at its last rate).
     """
+    from .schedules import LENGTH_FREE
+
     before, after = _flatten(stored), _flatten(current)
-    last = f"stages[{len(current.get('stages', [])) - 1}].steps"
+    stages = current.get("stages", [])
+    scheduler = (stages[-1].get("scheduler") or {}).get("kind", "constant") if stages else "constant"
+    last = f"stages[{len(stages) - 1}].steps" if scheduler in LENGTH_FREE else None
     breaking, harmless = [], []
     for key in sorted(set(before) | set(after)):
         if before.get(key, _ABSENT) == after.get(key, _ABSENT):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +53,14 @@ class Processes:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+        if not self.distributed:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is true on any rank (so all ranks stop at the same step)."""
@@ -113,4 +122,7 @@ def connect(wanted_device: str = "auto") -> Iterator[Processes]:
         yield Processes(rank, world_size, local_rank, device)
     finally:
         if joined and dist.is_initialized():
+            # DDP wrappers sit in reference cycles and hold the group: free them first, or the group is
+            # destroyed at interpreter exit, where gloo's threads may abort ("terminate called ...")
+            gc.collect()
             dist.destroy_process_group()

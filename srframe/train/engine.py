@@ -50,7 +50,14 @@ def run(recipe: Recipe | str | Path, run_dir: str | Path | None = None, resume: 
         opened = rundir.open_run(recipe, run_dir, resume, processes)
         if opened.complete:
             return opened.run.path
-        Engine(recipe, opened.run, processes, stop).train(opened.checkpoint)
+        engine = None
+        try:
+            engine = Engine(recipe, opened.run, processes, stop)
+            engine.train(opened.checkpoint)
+        except BaseException:
+            if engine is None or engine.progress.step == 0:  # nothing trained: leave no folder to --resume
+                rundir.discard(opened, processes)
+            raise
         return opened.run.path
 
 
@@ -110,9 +117,9 @@ class Engine:
             if stage.discriminator is not None:
                 terms |= steps.discriminator_step(stage, batches, fakes, progress.step)
             stage.precision.update()
+            lr = stage.learning_rate()  # the rate this step trained with, logged before the schedule moves on
             _advance_schedules(stage)
-            log.step(progress.step, stage.name, progress.stage_step, stage.steps, self._read(terms, stage),
-                     stage.learning_rate())
+            log.step(progress.step, stage.name, progress.stage_step, stage.steps, self._read(terms, stage), lr)
             stopping = self.processes.any(self.stop.requested)
             last = progress.stage_step == stage.steps
             best = self._validate(stage, log) if _due(progress.step, train.val_every) or last else False
@@ -121,8 +128,9 @@ class Engine:
             if stopping:
                 raise TrainingInterrupted(
                     f"{self.stop.signal_name or 'a signal'} received: stopped at step {progress.step} and wrote "
-                    f"{self.run.checkpoint(progress.step)}; continue with `srframe run {self.recipe.path} --resume "
-                    f"--run-dir {self.run.path}`")
+                    f"{self.run.checkpoint(progress.step)}. To continue, run the same command with --resume "
+                    f"(e.g. `srframe run {self.recipe.path} --resume --run-dir {self.run.path}`, with the same --set "
+                    "options)")
 
     def _read(self, terms: dict[str, torch.Tensor], stage: Stage) -> dict[str, float]:
         """The step's loss terms as numbers (averaged over processes); a NaN or infinity stops the run."""
@@ -155,6 +163,7 @@ class Engine:
 
     def _checkpoint(self, stage: Stage, log: TrainingLog) -> None:
         """Write the checkpoint of this step (rank 0), prune old ones, record the best."""
+        feeds = self.processes.gather(self.feed.state_dict())  # each rank draws its own degradations
         if self.processes.main:
             self.progress.elapsed = log.elapsed
             modules = {GENERATOR: self.generator.module}
@@ -162,7 +171,7 @@ class Engine:
                 modules[GENERATOR_EMA] = stage.ema.module
             if stage.discriminator is not None:
                 modules[DISCRIMINATOR] = stage.discriminator.module
-            state = {"format": FORMAT, "progress": self.progress.state_dict(), "feed": self.feed.state_dict(),
+            state = {"format": FORMAT, "progress": self.progress.state_dict(), "feeds": feeds,
                      "stage": stage.state_dict(), "rng": rng_state()}
             checkpoint.write_checkpoint(self.run, self.progress.step, modules, state)
             checkpoint.write_json(self.run.best, self.progress.best)
@@ -195,7 +204,8 @@ class Engine:
         """Read a checkpoint: progress and the feed's position now, the rest when its stage is built."""
         state = checkpoint.read_state(folder)
         self.progress = Progress.from_state(state["progress"])
-        self.feed.load_state_dict(state["feed"])
+        feeds = state["feeds"]  # rank r continues rank r's stream (a new rank, when there are more: rank 0's)
+        self.feed.load_state_dict(feeds[self.processes.rank] if self.processes.rank < len(feeds) else feeds[0])
         return state
 
     def _restore_stage(self, stage: Stage, folder: Path, state: dict[str, Any]) -> None:
@@ -225,13 +235,15 @@ def _due(step: int, every: int) -> bool:
 
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[_Stop]:
-    """SIGINT and SIGTERM ask the loop to checkpoint and stop after the current step."""
+    """SIGINT and SIGTERM ask the loop to checkpoint and stop after the current step; a second one stops at once."""
     stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
     def ask(number: int, frame: Any) -> None:
+        if stop.requested:  # asked twice: stop now, without the checkpoint
+            raise KeyboardInterrupt
         stop.requested, stop.signal_name = True, signal.Signals(number).name
 
     previous = {number: signal.signal(number, ask) for number in (signal.SIGINT, signal.SIGTERM)}

@@ -6,7 +6,7 @@
      "lr": 0.0001, "mse": 0.0031, "total": 0.0031, "steps_per_s": 6.4, "hr_mpx_per_s": 0.94}
 
 (``step`` counts steps over the whole run, ``time`` seconds of training; each loss term is the
-mean over the steps since the previous line) and one per validation::
+mean over the steps since the previous line that computed it) and one per validation::
 
     {"kind": "val", "step": 1000, "stage": "pixel", "time": 160.0, "psnr_y": 27.9, "ssim_y": 0.79,
      "lpips": null, "n": 1, "best": true}
@@ -40,7 +40,8 @@ class TrainingLog:
         self.pixels_per_step = pixels_per_step
         self.started, self.elapsed_before, self.first_step = time.perf_counter(), elapsed, first_step
         self._sums: dict[str, float] = {}
-        self._count, self._window_start, self._window_step = 0, time.perf_counter(), first_step
+        self._counts: dict[str, int] = {}  # steps that computed each term (a GAN stage skips G's at some)
+        self._window_start, self._window_step = time.perf_counter(), first_step
         self._display = self._writer = self._file = None
         if not main:
             return
@@ -62,7 +63,7 @@ class TrainingLog:
             return
         for name, value in terms.items():
             self._sums[name] = self._sums.get(name, 0.0) + value
-        self._count += 1
+            self._counts[name] = self._counts.get(name, 0) + 1
         if step % self.every and stage_step != stage_steps:
             self._display.advance(step, stage, stage_step, stage_steps, None)
             return
@@ -70,12 +71,12 @@ class TrainingLog:
         steps = step - self._window_step
         record = {"kind": TRAIN, "step": step, "stage": stage, "stage_step": stage_step,
                   "time": round(self.elapsed, 3), "timestamp": round(time.time(), 3), "lr": lr,
-                  **{name: total / self._count for name, total in self._sums.items()},
+                  **{name: total / self._counts[name] for name, total in self._sums.items()},
                   "steps_per_s": steps / seconds if seconds > 0 else None,
                   "hr_mpx_per_s": steps * self.pixels_per_step / 1e6 / seconds if seconds > 0 else None}
         self._write(record)
         self._display.advance(step, stage, stage_step, stage_steps, record)
-        self._sums, self._count = {}, 0
+        self._sums, self._counts = {}, {}
         self._window_start, self._window_step = time.perf_counter(), step
 
     def validation(self, step: int, stage: str, result: Mapping[str, Any], best: bool) -> None:

@@ -35,7 +35,9 @@ def draw_curves(metrics: Path, out: Path) -> Path | None:
     losses.set_yscale("log")
     losses.set_ylabel("loss (mean per logged window)")
     losses.legend(fontsize="small", ncol=3)
-    lr.plot([r["step"] for r in train], [r["lr"] for r in train], color="tab:purple")
+    rates = [(r["step"], r["lr"]) for r in train if r["lr"] > 0]  # a log scale shows no 0
+    if rates:
+        lr.plot(*zip(*rates), color="tab:purple")
     lr.set_ylabel("generator learning rate")
     lr.set_yscale("log")
     if val:

@@ -34,6 +34,7 @@ class OpenedRun:
     run: RunDir
     checkpoint: Path | None  # the checkpoint to continue from, None for a fresh start
     complete: bool = False  # the run had already finished: nothing to do
+    created: bool = False  # this call made the folder (so a failure before step 1 takes it away again)
 
 
 def open_run(recipe: Recipe, run_dir: str | Path | None, resume: bool, processes: Processes) -> OpenedRun:
@@ -72,7 +73,7 @@ def _open(recipe: Recipe, run: RunDir, resume: bool, processes: Processes) -> Op
         _record_environment(run, processes, resumed=checkpoint)
     except OSError as exc:
         raise CheckpointError(f"cannot write the run directory {run.path}: {exc}") from exc
-    return OpenedRun(run, checkpoint)
+    return OpenedRun(run, checkpoint, created=not existing)
 
 
 def _check_resumable(run: RunDir, current: dict[str, Any]) -> None:
@@ -119,3 +120,11 @@ def _versions(*packages: str) -> dict[str, str | None]:
         except PackageNotFoundError:
             found[package] = None
     return found
+
+
+def discard(opened: OpenedRun, processes: Processes) -> None:
+    """Take away a run directory this run created, when it failed before its first step."""
+    if opened.created and processes.main:
+        import shutil
+
+        shutil.rmtree(opened.run.path, ignore_errors=True)

@@ -56,6 +56,7 @@ def linear(optimizer: torch.optim.Optimizer, steps: int,
 SCHEDULES: dict[str, Callable[..., lr_scheduler.LRScheduler]] = {
     "constant": constant, "multistep": multistep, "step": step, "cosine": cosine, "linear": linear,
 }
+LENGTH_FREE = {"constant", "multistep", "step"}  # schedules whose rates do not depend on the stage's length
 WARMUP = {
     "warmup_steps": Field("warmup_steps", Annotated[int, Range(min=0)], 0),
     "warmup_start": Field("warmup_start", Annotated[float, Range(above=0, max=1)], 1e-3),

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, TrainingError
 from ..interfaces import AdversarialLoss, Loss
 from ..recipe.spec import ComponentSpec, RecipeSpec, StageSpec, TrainSpec
 from . import optimizers, schedules
@@ -131,6 +131,10 @@ def build_stage(recipe: RecipeSpec, index: int, generator: Trainable, losses: li
     if train.ema_decay > 0:
         stage.ema = GeneratorEMA(generator.module, train.ema_decay)
     if spec.discriminator is not None:
+        if not stage.adversarial:
+            raise TrainingError(f"stage {spec.name!r} has a discriminator, but none of its losses is a "
+                                "srframe.AdversarialLoss, so nothing would train it: add one, e.g. "
+                                '{ kind = "adversarial", weight = 1e-3 }')
         same = previous is not None and previous.discriminator_spec == spec.discriminator
         stage.discriminator = previous.discriminator if same else \
             trainable(spec.discriminator.build(registry), processes, train)
