@@ -60,18 +60,20 @@ class Schema:
 
 @dataclass(frozen=True)
 class Range:
-    """A bound on a number: ``Annotated[int, Range(min=1)]``; ``above`` is a strict lower bound
-    (``Annotated[float, Range(above=0)]`` for a positive epsilon)."""
+    """A bound on a number: ``Annotated[int, Range(min=1)]``; ``above`` and ``below`` are strict
+    bounds (``Annotated[float, Range(above=0)]`` for a positive epsilon)."""
 
     min: float | None = None
     max: float | None = None
     above: float | None = None
+    below: float | None = None
 
     def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
         if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) \
-                or (self.above is not None and value <= self.above):
+                or (self.above is not None and value <= self.above) or (self.below is not None and value >= self.below):
             bounds = [f"> {self.above}" if self.above is not None else "",
-                      f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else ""]
+                      f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else "",
+                      f"< {self.below}" if self.below is not None else ""]
             noun = "an integer" if isinstance(value, int) else "a number"
             checker.problem(path, f"{show(value)} is out of range: expected {noun} {' and '.join(b for b in bounds if b)}")
             return INVALID

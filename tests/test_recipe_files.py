@@ -164,7 +164,8 @@ def test_resolved_recipe_round_trips(write, tmp_path, saved_generator):
     resolved = tomllib.loads(text)
     assert "extends" not in resolved and resolved["seed"] == 5 and resolved["name"] == "child"
     assert resolved["generator"] == {"kind": "srresnet", "num_blocks": 4, "channels": 64, "scale": 4, "norm": "batch",
-                                     "activation": "prelu", "skip": "none", "in_channels": 3, "out_channels": 3}
+                                     "activation": "prelu", "skip": "none", "in_channels": 3, "out_channels": 3,
+                                     "upsample": "subpixel"}
     assert resolved["stages"][0]["init_generator"] == str(tmp_path / "weights" / "start")
     saved = recipe.save(tmp_path / "elsewhere.toml")
     again = load_recipe(saved)

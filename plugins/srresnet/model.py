@@ -3,6 +3,10 @@ Using a Generative Adversarial Network" (CVPR 2017), Figure 4.
 
 The defaults are the paper's. ``norm = "none"`` with ``skip = "bicubic"`` gives the no-BN
 MSRResNet family (Wang et al., ESRGAN), which trains much faster on small budgets.
+``upsample = "nearest"`` replaces the sub-pixel convolutions with nearest-neighbour resizing
+followed by a convolution (Odena et al., "Deconvolution and Checkerboard Artifacts", 2016), as
+ESRGAN's RRDBNet upsamples: the same number of multiply-adds, and no per-sub-pixel pattern for a
+perceptual loss to pull into a grid.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from srframe.schema import Range, enforce, show
 Norm = Literal["batch", "none"]
 Activation = Literal["prelu", "relu", "leaky_relu"]
 Skip = Literal["none", "bicubic", "bilinear"]
+Upsampler = Literal["subpixel", "nearest"]
 Scale = Literal[2, 3, 4, 8]  # one x3 or log2(scale) x2 sub-pixel upsamplers
 
 
@@ -66,13 +71,29 @@ class Upsample(nn.Module):
         return self.act(F.pixel_shuffle(x, self.factor))
 
 
+class ResizeConv(nn.Module):
+    """Nearest-neighbour resize by ``factor``, 3x3 conv, activation (resize-convolution)."""
+
+    def __init__(self, channels: int, factor: int, activation: Activation):
+        super().__init__()
+        self.factor = factor
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = _activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(F.interpolate(x, scale_factor=self.factor, mode="nearest")))
+
+
 class SRResNet(Generator):
-    """SRResNet: 9x9 head, B residual blocks with a global skip, sub-pixel upsampling, 9x9 tail."""
+    """SRResNet: 9x9 head, B residual blocks with a global skip, sub-pixel upsampling, 9x9 tail.
+
+    ``upsample = "nearest"``: resize-convolution upsamplers instead (see the module's docstring).
+    """
 
     def __init__(self, scale: Scale = 4, num_blocks: Annotated[int, Range(min=0)] = 16,
                  channels: Annotated[int, Range(min=1)] = 64, norm: Norm = "batch", activation: Activation = "prelu",
                  skip: Skip = "none", in_channels: Annotated[int, Range(min=1)] = 3,
-                 out_channels: Annotated[int, Range(min=1)] = 3):
+                 out_channels: Annotated[int, Range(min=1)] = 3, upsample: Upsampler = "subpixel"):
         super().__init__()
         enforce(SRResNet, dict(scale=scale, skip=skip, in_channels=in_channels, out_channels=out_channels))
         self.scale, self.in_channels, self.out_channels, self.skip = scale, in_channels, out_channels, skip
@@ -80,7 +101,8 @@ class SRResNet(Generator):
         self.body = nn.Sequential(*(ResidualBlock(channels, norm, activation) for _ in range(num_blocks)),
                                   *_conv_norm(channels, norm))
         factors = [3] if scale == 3 else [2] * int(math.log2(scale))
-        self.upsample = nn.Sequential(*(Upsample(channels, f, activation) for f in factors))
+        stage = Upsample if upsample == "subpixel" else ResizeConv
+        self.upsample = nn.Sequential(*(stage(channels, f, activation) for f in factors))
         self.tail = nn.Conv2d(channels, out_channels, 9, padding=4)
 
     @staticmethod

@@ -67,19 +67,24 @@ def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
     files = list_images(folder)
     hr_files = [p for p in files if re.search(r"[_-]HR$", p.stem, re.IGNORECASE)]
     lr_files = [p for p in files if re.search(rf"[_-]LR[_-]?x{scale}$", p.stem, re.IGNORECASE)]
-    images = []
     if hr_files and lr_files:
-        for key, hr_path, lr_path in match_pairs(folder, hr_files, folder, lr_files):
-            hr, lr = _read_8bit(hr_path), _read_8bit(lr_path)
-            if hr.shape[0] != lr.shape[0] or hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
-                raise DataError(f"{lr_path} is {lr.shape[2]}x{lr.shape[1]}, which is not {hr_path} "
-                                f"({hr.shape[2]}x{hr.shape[1]}) divided by {scale}")
-            images.append(BenchmarkImage(key, hr, lr))
-    else:
-        for path in files:
-            hr = modcrop(_read_8bit(path), scale)
-            images.append(BenchmarkImage(path.stem, hr, imresize(hr, scale=1 / scale)))
-    return images
+        return [benchmark_image(key, hr_path, scale, lr_path)
+                for key, hr_path, lr_path in match_pairs(folder, hr_files, folder, lr_files)]
+    return [benchmark_image(path.stem, path, scale) for path in files]
+
+
+def benchmark_image(name: str, hr_path: Path, scale: int, lr_path: Path | None = None) -> BenchmarkImage:
+    """One image as the protocol reads it: 8-bit, grey kept grey; HR cropped to a multiple of the scale
+    and its LR made by the MATLAB bicubic, or the given LR image checked against the HR image."""
+    hr = _read_8bit(hr_path)
+    if lr_path is None:
+        hr = modcrop(hr, scale)
+        return BenchmarkImage(name, hr, imresize(hr, scale=1 / scale))
+    lr = _read_8bit(lr_path)
+    if hr.shape[0] != lr.shape[0] or hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
+        raise DataError(f"{lr_path} is {lr.shape[2]}x{lr.shape[1]}, which is not {hr_path} "
+                        f"({hr.shape[2]}x{hr.shape[1]}) divided by {scale}")
+    return BenchmarkImage(name, hr, lr)
 
 
 def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: int | None = None,

@@ -189,6 +189,17 @@ def _starts_mismatch(generator: ComponentSpec, source: Path) -> str | None:
 
 
 @dataclass(frozen=True)
+class Device:
+    """A torch device a run can train on: "auto", "cpu", "cuda" or "cuda:N"."""
+
+    def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
+        if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
+            return value
+        return checker.problem(path, f'{show(value)} is not a device srframe trains on: expected "auto", "cpu", '
+                                     f'"cuda" or "cuda:N"{close_matches(value, ["auto", "cpu", "cuda"])}')
+
+
+@dataclass(frozen=True)
 class StageName:
     """A stage's name names folders of the run directory: letters, digits, ``_``, ``-`` and ``.``."""
 
@@ -283,9 +294,9 @@ class TrainSpec:
 
     table_name: ClassVar[str] = "[train]"
 
-    device: str = "auto"  # "auto" (this process's GPU under torchrun, else the CPU), "cpu", "cuda", "cuda:1"
+    device: Annotated[str, Device()] = "auto"  # "auto" (the GPU under torchrun or when there is one), "cpu", "cuda:1"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a gradient scaler
-    ema_decay: Annotated[float, Range(min=0, max=1)] = 0.0  # generator EMA (timm ModelEmaV3); 0 is off
+    ema_decay: Annotated[float, Range(min=0, below=1)] = 0.0  # generator EMA (timm ModelEmaV3); 0 is off
     grad_clip: Annotated[float, Range(min=0)] = 0.0  # largest gradient norm per optimiser; 0 is off
     accumulate: Annotated[int, Range(min=1)] = 1  # batches per optimiser step (gradient accumulation)
     channels_last: bool = False  # NHWC memory layout for the generator and discriminator
@@ -299,6 +310,12 @@ class TrainSpec:
     best_metric: Literal["psnr_y", "ssim_y", "lpips"] = "psnr_y"  # which validation metric picks the best
     lpips: bool = False  # also validate LPIPS-VGG (needs VGG16 and LPIPS weights)
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard package)
+
+    @staticmethod
+    def check_fields(values: dict[str, Any], table: Mapping[str, Any]) -> list[tuple[Any, str]]:
+        if values.get("best_metric") == "lpips" and values.get("lpips") is not True:
+            return [("best_metric", '"lpips" needs LPIPS at each validation: set lpips = true too')]
+        return []
 
 
 @dataclass(frozen=True, kw_only=True)

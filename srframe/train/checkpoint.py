@@ -132,9 +132,10 @@ def write_checkpoint(run: RunDir, step: int, modules: Mapping[str, Any], state: 
         if final.exists():  # the same step written again (e.g. after an interrupt at a checkpoint step)
             shutil.rmtree(final)
         os.replace(partial, final)
-    except OSError as exc:
+    except Exception as exc:  # OSError, and what torch.save or safetensors make of a full disk
         shutil.rmtree(partial, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint {final}: {exc}; the earlier checkpoints are intact") from exc
+        raise CheckpointError(f"cannot write checkpoint {final}: {type(exc).__name__}: {exc} (a full disk?); the "
+                              "earlier checkpoints are intact, and --resume continues from the newest") from exc
     return final
 
 
@@ -195,6 +196,10 @@ def recipe_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tup
     from .schedules import LENGTH_FREE
 
     before, after = _flatten(stored), _flatten(current)
+    for table in _other_kinds(before, after):  # another component: its kind says it all
+        for flat in (before, after):
+            for key in [k for k in flat if k.startswith(f"{table}.") and k != f"{table}.kind"]:
+                del flat[key]
     stages = current.get("stages", [])
     scheduler = (stages[-1].get("scheduler") or {}).get("kind", "constant") if stages else "constant"
     last = f"stages[{len(stages) - 1}].steps" if scheduler in LENGTH_FREE else None
@@ -210,6 +215,12 @@ def recipe_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> tup
 
 
 _ABSENT = object()
+
+
+def _other_kinds(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The tables (key prefixes) whose ``kind`` differs between two flattened recipes."""
+    return [key[: -len(".kind")] for key in before
+            if key.endswith(".kind") and key in after and before[key] != after[key]]
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

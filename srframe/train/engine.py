@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .. import ops
-from ..errors import TrainingError, TrainingInterrupted
+from ..errors import CheckpointError, TrainingError, TrainingInterrupted
 from ..recipe import Recipe, load_recipe
 from . import checkpoint, rundir, step as steps
 from .checkpoint import DISCRIMINATOR, GENERATOR, GENERATOR_EMA, RunDir
@@ -28,7 +28,7 @@ from .data import TrainingFeed
 from .distributed import Processes, connect
 from .log import TrainingLog
 from .plots import draw_curves
-from .stage import Stage, Trainable, build_losses, build_stage, load_generator_weights, trainable
+from .stage import Stage, Trainable, build_losses, build_stage, trainable
 from .state import FORMAT, Progress, restore_rng, rng_state
 from .validate import Validation
 
@@ -50,12 +50,10 @@ def run(recipe: Recipe | str | Path, run_dir: str | Path | None = None, resume: 
         opened = rundir.open_run(recipe, run_dir, resume, processes)
         if opened.complete:
             return opened.run.path
-        engine = None
         try:
-            engine = Engine(recipe, opened.run, processes, stop)
-            engine.train(opened.checkpoint)
+            Engine(recipe, opened.run, processes, stop).train(opened.checkpoint)
         except BaseException:
-            if engine is None or engine.progress.step == 0:  # nothing trained: leave no folder to --resume
+            if opened.run.latest_checkpoint() is None:  # nothing saved: leave no folder that would need --resume
                 rundir.discard(opened, processes)
             raise
         return opened.run.path
@@ -107,8 +105,11 @@ class Engine:
 
     def _train_stage(self, stage: Stage, log: TrainingLog) -> None:
         train, progress = self.spec.train, self.progress
-        log.note(f"stage {stage.name!r}: steps {progress.stage_step + 1}..{stage.steps} "
-                 f"({'generator and discriminator' if stage.discriminator else 'generator'})")
+        if progress.stage_step < stage.steps:
+            log.note(f"stage {stage.name!r}: steps {progress.stage_step + 1}..{stage.steps} "
+                     f"({'generator and discriminator' if stage.discriminator else 'generator'})"
+                     + (f"; EMA of the generator (decay {self.spec.train.ema_decay:g}) is what validation sees and "
+                        "what the stage saves" if stage.ema is not None else ""))
         while progress.stage_step < stage.steps:
             progress.step += 1
             progress.stage_step += 1
@@ -142,8 +143,9 @@ class Engine:
                 raise TrainingError(
                     f"stage {stage.name!r}, step {self.progress.stage_step} (run step {self.progress.step}): the loss "
                     f"term {name!r} is {value}. Nothing was saved after it; the last good checkpoint is "
-                    f"{latest or 'none (none was written yet)'}. Lower the learning rate, set train.grad_clip, or "
-                    "use precision = \"fp32\", then resume or start again")
+                    f"{latest or 'none (none was written yet, so the run directory is not kept)'}. Start again "
+                    "with a lower learning rate, train.grad_clip or precision = \"fp32\" (into another --run-dir: "
+                    "--resume continues only the same recipe)")
         return dict(zip(names, values))
 
     def _validate(self, stage: Stage, log: TrainingLog) -> bool:
@@ -202,23 +204,35 @@ class Engine:
 
     def _restore(self, folder: Path) -> dict[str, Any]:
         """Read a checkpoint: progress and the feed's position now, the rest when its stage is built."""
-        state = checkpoint.read_state(folder)
-        self.progress = Progress.from_state(state["progress"])
-        feeds = state["feeds"]  # rank r continues rank r's stream (a new rank, when there are more: rank 0's)
-        self.feed.load_state_dict(feeds[self.processes.rank] if self.processes.rank < len(feeds) else feeds[0])
+        with _damaged(folder):
+            state = checkpoint.read_state(folder)
+            self.progress = Progress.from_state(state["progress"])
+            feeds = state["feeds"]  # rank r continues rank r's stream (a new rank, when there are more: rank 0's)
+            self.feed.load_state_dict(feeds[self.processes.rank] if self.processes.rank < len(feeds) else feeds[0])
         return state
 
     def _restore_stage(self, stage: Stage, folder: Path, state: dict[str, Any]) -> None:
         """Weights, optimisers, schedules and random generators of the stage the checkpoint was taken in."""
-        load_generator_weights(self.generator.module, folder / GENERATOR)
-        if stage.ema is not None:
-            load_generator_weights(stage.ema.module, folder / GENERATOR_EMA)
-        if stage.discriminator is not None:
-            from safetensors.torch import load_model
+        from safetensors.torch import load_model
 
-            load_model(stage.discriminator.module, str(folder / DISCRIMINATOR), device=str(self.processes.device))
-        stage.load_state_dict(state["stage"])
-        restore_rng(state["rng"])
+        with _damaged(folder):
+            load_model(self.generator.module, str(folder / GENERATOR), device=str(self.processes.device))
+            if stage.ema is not None:
+                load_model(stage.ema.module, str(folder / GENERATOR_EMA), device=str(self.processes.device))
+            if stage.discriminator is not None:
+                load_model(stage.discriminator.module, str(folder / DISCRIMINATOR), device=str(self.processes.device))
+            stage.load_state_dict(state["stage"])
+            restore_rng(state["rng"])
+
+
+@contextlib.contextmanager
+def _damaged(folder: Path) -> Iterator[None]:
+    """Whatever goes wrong reading a checkpoint becomes one CheckpointError that says how to go on."""
+    try:
+        yield
+    except Exception as exc:
+        raise CheckpointError(f"cannot resume from {folder}: {type(exc).__name__}: {exc}. The checkpoint is "
+                              "damaged or incomplete: delete that folder to resume from the one before it") from exc
 
 
 def _advance_schedules(stage: Stage) -> None:

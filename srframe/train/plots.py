@@ -26,7 +26,9 @@ def draw_curves(metrics: Path, out: Path) -> Path | None:
     val = [r for r in records if r["kind"] == VAL]
     if not train:
         return None
-    figure, (losses, lr, psnr) = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    panels = 3 if val else 2  # validation PSNR only when the run validates
+    figure, axes = plt.subplots(panels, 1, figsize=(8, 3 * panels), sharex=True)
+    losses, lr, psnr = (*axes, None) if not val else axes
     terms = sorted({name for r in train for name in r if name not in _NOT_TERMS | _LOGITS})
     for name in terms:
         points = [(r["step"], r[name]) for r in train if name in r and r[name] is not None and r[name] > 0]
@@ -40,14 +42,13 @@ def draw_curves(metrics: Path, out: Path) -> Path | None:
         lr.plot(*zip(*rates), color="tab:purple")
     lr.set_ylabel("generator learning rate")
     lr.set_yscale("log")
-    if val:
+    if psnr is not None:
         psnr.plot([r["step"] for r in val], [r["psnr_y"] for r in val], marker="o", color="tab:green")
-    psnr.set_ylabel("validation PSNR-Y (dB)")
-    psnr.set_xlabel("step")
-    for stage_start in _stage_starts(train):
-        for axis in (losses, lr, psnr):
+        psnr.set_ylabel("validation PSNR-Y (dB)")
+    axes[-1].set_xlabel("step")
+    for axis in axes:
+        for stage_start in _stage_starts(train):
             axis.axvline(stage_start, color="grey", linestyle=":", linewidth=1)
-    for axis in (losses, lr, psnr):
         axis.grid(alpha=0.3)
     figure.suptitle(f"{metrics.parent.name}: stages {', '.join(dict.fromkeys(r['stage'] for r in train))}")
     figure.tight_layout()

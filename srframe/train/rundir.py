@@ -54,17 +54,24 @@ def open_run(recipe: Recipe, run_dir: str | Path | None, resume: bool, processes
 
 def _open(recipe: Recipe, run: RunDir, resume: bool, processes: Processes) -> OpenedRun:
     resolved = recipe.to_toml()
+    if run.path.exists() and not run.path.is_dir():
+        raise CheckpointError(f"--run-dir {run.path} is a file: a run directory is a folder; choose another path")
     existing = run.path.is_dir() and any(run.path.iterdir())
+    if existing and not run.recipe.is_file():
+        raise CheckpointError(f"{run.path} is a folder that holds other files, not a srframe run directory (it has "
+                              "no recipe.toml): choose another --run-dir, or an empty or new folder")
     if existing and not resume:
         raise CheckpointError(f"run directory {run.path} already exists (an earlier run of this recipe?): pass "
                               "--resume to continue it, or --run-dir to train into another folder")
     checkpoint = None
     if existing:
-        _check_resumable(run, tomllib.loads(resolved))
         checkpoint = run.latest_checkpoint()
-        if checkpoint is not None and _finished(recipe, checkpoint) and run.generator.is_file():
-            logger.warning("%s is already trained (all %d steps); its generator is %s", run.path,
-                           sum(stage.steps for stage in recipe.spec.stages), run.generator)
+        state = read_state(checkpoint) if checkpoint is not None else None
+        if state is not None:  # with nothing trained yet, any change is fine
+            _check_resumable(run, recipe, state, processes)
+        if state is not None and state["progress"]["step"] >= _total(recipe) and run.generator.is_file():
+            logger.warning("%s is already trained (all %d steps); its generator is %s", run.path, _total(recipe),
+                           run.generator)
             return OpenedRun(run, checkpoint, complete=True)
         logger.warning("resuming %s from %s", run.path, checkpoint or "the start (it has no checkpoint yet)")
     try:
@@ -76,22 +83,37 @@ def _open(recipe: Recipe, run: RunDir, resume: bool, processes: Processes) -> Op
     return OpenedRun(run, checkpoint, created=not existing)
 
 
-def _check_resumable(run: RunDir, current: dict[str, Any]) -> None:
-    if not run.recipe.is_file():
-        raise CheckpointError(f"{run.path} is not a srframe run directory (it has no recipe.toml): choose another "
-                              "--run-dir")
-    stored = tomllib.loads(run.recipe.read_text(encoding="utf-8"))
-    breaking, harmless = recipe_changes(stored, current)
+def _check_resumable(run: RunDir, recipe: Recipe, state: dict[str, Any], processes: Processes) -> None:
+    """Refuse a resume that would break the run; log the harmless changes."""
+    from ..recipe import load_recipe
+
+    try:  # resolved again with today's components, so a parameter a plugin added since is no change
+        stored = tomllib.loads(load_recipe(run.recipe).to_toml())
+    except SrframeError as exc:
+        raise CheckpointError(f"cannot resume {run.path}: its recipe.toml no longer loads: {exc}") from exc
+    breaking, harmless = recipe_changes(stored, tomllib.loads(recipe.to_toml()))
     if breaking:
+        why = ""
+        if any(key.startswith("stages[") and key.endswith("].steps") for key in breaking):
+            why = (" (a stage's steps may only grow in the last stage, and not when its scheduler is cosine or "
+                   "linear, whose length is set when the stage starts)")
         raise CheckpointError(f"cannot resume {run.path}: the recipe changed in ways that would break the run: "
-                              f"{', '.join(breaking)}. Undo those changes, or train into another --run-dir")
+                              f"{', '.join(breaking)}{why}. Undo those changes, or train into another --run-dir")
+    progress = state["progress"]
+    stage = recipe.spec.stages[progress["stage"]] if progress["stage"] < len(recipe.spec.stages) else None
+    if stage is not None and stage.steps < progress["stage_step"]:
+        raise CheckpointError(f"cannot resume {run.path}: its stage {stage.name!r} has trained "
+                              f"{progress['stage_step']} steps already, more than steps = {stage.steps}")
     if harmless:
         logger.warning("resuming with changed settings: %s", ", ".join(harmless))
+    saved = len(state.get("feeds", [None]))
+    if saved != processes.world_size:
+        logger.warning("this run was checkpointed by %d process(es) and resumes with %d: it goes on, but not "
+                       "exactly as it would have with %d", saved, processes.world_size, saved)
 
 
-def _finished(recipe: Recipe, checkpoint: Path) -> bool:
-    progress = read_state(checkpoint)["progress"]
-    return progress["step"] >= sum(stage.steps for stage in recipe.spec.stages)
+def _total(recipe: Recipe) -> int:
+    return sum(stage.steps for stage in recipe.spec.stages)
 
 
 def _record_environment(run: RunDir, processes: Processes, resumed: Path | None) -> None:

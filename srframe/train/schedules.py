@@ -45,7 +45,7 @@ def step(optimizer: torch.optim.Optimizer, steps: int, step_size: Steps, gamma: 
 
 def cosine(optimizer: torch.optim.Optimizer, steps: int,
            eta_min: Annotated[float, Range(min=0)] = 0.0) -> lr_scheduler.LRScheduler:
-    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1), eta_min=eta_min)
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps - 1, 1), eta_min=eta_min)  # last step: eta_min
 
 
 def linear(optimizer: torch.optim.Optimizer, steps: int,

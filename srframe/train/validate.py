@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..degrade import imresize
-from ..eval.benchmark import BenchmarkImage, evaluate_images
+from ..eval.benchmark import BenchmarkImage, benchmark_image, evaluate_images
 
 METRICS = {"psnr_y": "higher", "ssim_y": "higher", "lpips": "lower"}  # which way is better
 
@@ -37,9 +37,15 @@ class Validation:
             return None
         lpips = None
         if spec.train.lpips:
+            from ..errors import WeightsError
             from ..eval.lpips import LPIPS
 
-            lpips = LPIPS().eval()
+            try:
+                lpips = LPIPS().eval()
+            except WeightsError as exc:
+                raise WeightsError(f"train.lpips = true validates LPIPS, whose weights are missing: run `srframe "
+                                   "weights fetch vgg16` and `srframe weights fetch lpips`, or set train.lpips = "
+                                   f"false. ({exc})") from exc
         return cls(validation_images(spec.data.val.build(registry), spec.scale), spec.scale, lpips)
 
     def score(self, generator: nn.Module) -> dict[str, Any]:
@@ -60,9 +66,20 @@ class Validation:
 
 
 def validation_images(dataset: Any, scale: int) -> list[BenchmarkImage]:
-    """The validation dataset's whole images as 8-bit HR/LR pairs (LR given, or MATLAB bicubic)."""
-    images = []
+    """The validation dataset's whole images as 8-bit HR/LR pairs, read as ``srframe eval`` reads them.
+
+    Images from files are read by the evaluation protocol itself (a grey file stays grey, so its
+    score is the one ``srframe eval`` gives); others (the built-in samples) come from the dataset,
+    with LR made by the MATLAB bicubic unless the dataset gives it.
+    """
+    from ..data.datasets import FileImage
+
+    images, entries = [], getattr(dataset, "entries", None)  # srframe's datasets say where each image is from
     for index in range(len(dataset)):
+        entry = entries[index] if entries is not None else None
+        if entry is not None and isinstance(entry.hr, FileImage) and isinstance(entry.lr, (FileImage, type(None))):
+            images.append(benchmark_image(entry.name, entry.hr.path, scale, entry.lr.path if entry.lr else None))
+            continue
         item = dataset[index]
         hr = _as_8bit(item["hr"])
         lr = _as_8bit(item["lr"]) if "lr" in item else imresize(hr, scale=1 / scale)
