@@ -78,10 +78,10 @@ def test_recipe_show_prints_the_resolved_recipe(capsys):
     assert main(["recipe", "show", QUICKSTART, "--set", "stages[0].steps=7"]) == 0
     resolved = tomllib.loads(capsys.readouterr().out)
     assert resolved["name"] == "quickstart_x4" and resolved["stages"][0]["steps"] == 7
-    assert resolved["generator"]["num_blocks"] == 4 and resolved["generator"]["scale"] == 4
+    assert resolved["generator"]["num_blocks"] == 6 and resolved["generator"]["scale"] == 4
     assert main(["recipe", "show", "--raw", QUICKSTART]) == 0
     raw = tomllib.loads(capsys.readouterr().out)
-    assert raw["generator"] == {"kind": "srresnet", "num_blocks": 4, "channels": 32}
+    assert raw["generator"] == {"kind": "srresnet", "num_blocks": 6, "channels": 32, "norm": "none", "skip": "bicubic"}
 
 
 def test_errors_are_one_message_and_exit_code_2(tmp_path, capsys):

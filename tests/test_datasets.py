@@ -273,6 +273,8 @@ def test_recipe_data_errors(write):
 def test_the_quickstart_trains_on_samples_and_the_paper_recipe_on_a_folder(tmp_path):
     spec = load_recipe(ROOT / "recipes" / "quickstart_x4.toml").spec
     assert spec.data.train.name == "samples" and spec.degradation.name == "bicubic"
+    held_out = set(spec.data.val.params["names"])
+    assert held_out == {"chelsea", "coffee", "rocket"} and not held_out & set(spec.data.train.params["names"])
     with pytest.raises(RecipeError) as caught:
         load_recipe(ROOT / "recipes" / "srresnet_x4.toml")
     problems = {p.path: p.message for p in caught.value.problems}
