@@ -123,9 +123,10 @@ class Engine:
             log.step(progress.step, stage.name, progress.stage_step, stage.steps, self._read(terms, stage), lr)
             stopping = self.processes.any(self.stop.requested)
             last = progress.stage_step == stage.steps
-            best = self._validate(stage, log) if _due(progress.step, train.val_every) or last else False
-            if best or last or stopping or _due(progress.step, train.checkpoint_every):
-                self._checkpoint(stage, log)
+            with log.paused():
+                best = self._validate(stage, log) if _due(progress.step, train.val_every) or last else False
+                if best or last or stopping or _due(progress.step, train.checkpoint_every):
+                    self._checkpoint(stage, log)
             if stopping:
                 raise TrainingInterrupted(
                     f"{self.stop.signal_name or 'a signal'} received: stopped at step {progress.step} and wrote "

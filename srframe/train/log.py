@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,15 @@ class TrainingLog:
         self._display.advance(step, stage, stage_step, stage_steps, record)
         self._sums, self._counts = {}, {}
         self._window_start, self._window_step = time.perf_counter(), step
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Work between steps (validation, checkpoints) that the logged throughput and ETA leave out."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._window_start += time.perf_counter() - started
 
     def validation(self, step: int, stage: str, result: Mapping[str, Any], best: bool) -> None:
         if not self.main:
