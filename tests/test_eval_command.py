@@ -28,6 +28,11 @@ def run_dir(tmp_path_factory):
     return run
 
 
+def test_a_scale_the_model_does_not_have_is_refused_by_name(run_dir, tmp_path, capsys):
+    assert main(["eval", str(run_dir), "--data", str(tmp_path), "--scale", "3", "--no-lpips"]) == 2
+    assert "model tiny_x4 upscales x4, but --scale asks for x3" in capsys.readouterr().err
+
+
 @needs_set5
 def test_json_table_report_and_crops(run_dir, tmp_path, capsys):
     table_file, out = tmp_path / "table.json", tmp_path / "report"
