@@ -39,6 +39,9 @@ def save_component(component: Any, path: str | Path) -> Path:
     metadata = {"format": FORMAT, "kind": built_from.kind, "name": built_from.name,
                 "params": json.dumps(built_from.params, default=str)}
     save_model(component, str(partial), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o666 & ~umask)  # safetensors creates files 0600; give them the mode open() would
     os.replace(partial, path)
     return path
 

@@ -75,3 +75,11 @@ def test_only_components_built_by_srframe_can_be_saved(tmp_path):
 def test_missing_paths_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="no such file or run directory"):
         srframe.load_generator(tmp_path / "nope")
+
+
+def test_saved_files_get_the_mode_other_files_get(tmp_path):
+    model = srframe.build("generator", "srresnet", scale=2, num_blocks=1, channels=8)
+    saved = srframe.save_component(model, tmp_path / "g.safetensors")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert saved.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
