@@ -13,6 +13,11 @@ class SrframeError(Exception):
     """Base of every error srframe raises on purpose."""
 
 
+class ArgumentError(SrframeError, ValueError):
+    """An argument of a function or command is out of its range (a tile of 0 pixels, a scale the model
+    does not have). Also a ``ValueError``, as Python callers expect of a bad argument."""
+
+
 class RegistryError(SrframeError):
     """A component name is unknown, taken twice, or its factory cannot be used."""
 

@@ -29,8 +29,11 @@ def run_dir(tmp_path_factory):
 
 
 def test_a_scale_the_model_does_not_have_is_refused_by_name(run_dir, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (24, 24)).save(tmp_path / "one.png")
     assert main(["eval", str(run_dir), "--data", str(tmp_path), "--scale", "3", "--no-lpips"]) == 2
-    assert "model tiny_x4 upscales x4, but --scale asks for x3" in capsys.readouterr().err
+    assert "model tiny_x4 upscales x4, but the evaluation asks for x3 (--scale)" in capsys.readouterr().err
 
 
 @needs_set5

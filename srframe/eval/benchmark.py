@@ -21,7 +21,7 @@ from ..data.files import list_images, match_pairs
 from ..data.images import read_image
 from ..data.patches import modcrop
 from ..degrade import imresize
-from ..errors import DataError
+from ..errors import ArgumentError, DataError
 from .metrics import psnr, ssim
 
 BICUBIC = "bicubic"
@@ -105,7 +105,7 @@ def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: 
     if scale is None and not isinstance(model, str):
         scale = int(model.scale)
     if scale is None:
-        raise ValueError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
+        raise ArgumentError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
     return evaluate_images(model, load_benchmark(folder, scale), Path(folder).name, scale, crop=crop, lpips=lpips,
                            model_name=model_name, tile=tile, overlap=overlap, save_dir=save_dir, on_image=on_image)
 
@@ -119,7 +119,8 @@ def evaluate_images(model: Any, images: Iterable[BenchmarkImage], set_name: str,
     model_scale, upscale = _upscaler(model, scale, tile, overlap)
     scale = scale or model_scale
     if model_scale != scale:
-        raise ValueError(f"model {name} upscales x{model_scale}, but the evaluation asks for x{scale}")
+        raise ArgumentError(f"model {name} upscales x{model_scale}, but the evaluation asks for x{scale} (--scale): "
+                            f"evaluate it at x{model_scale}, or evaluate an x{scale} model")
     result = SetResult(set_name, name)
     for image in images:
         sr = upscale(image.lr)
@@ -149,7 +150,7 @@ def _upscaler(model: Any, scale: int | None, tile: int,
     """The model's scale and a function from uint8 (C, h, w) LR to uint8 (C, h * scale, w * scale) SR."""
     if isinstance(model, str) and model == BICUBIC:
         if scale is None:
-            raise ValueError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
+            raise ArgumentError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
         return scale, lambda lr: imresize(lr, scale=scale)
     if isinstance(model, (str, Path)):
         from ..component_files import load_generator

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import ArgumentError
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -27,7 +29,7 @@ class Tile:
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     """Cover a height x width image with cores of at most ``tile`` pixels and their context windows."""
     if tile < 1 or overlap < 0:
-        raise ValueError(f"tile must be >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
+        raise ArgumentError(f"tile must be >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
     tiles = []
     for top in range(0, height, tile):
         for left in range(0, width, tile):
@@ -71,6 +73,8 @@ def upscale_tiled(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
     """
     if lr.dim() != 4 or lr.shape[0] != 1:
         raise ValueError(f"upscale_tiled takes one image (1, C, H, W), got shape {tuple(lr.shape)}")
+    if batch_size < 1:
+        raise ArgumentError(f"batch_size must be >= 1 (tiles per forward pass), got {batch_size}")
     height, width = lr.shape[-2:]
     feather = overlap // 4
     tiles = plan_tiles(height, width, tile, overlap)

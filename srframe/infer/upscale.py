@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..degrade import imresize
-from .tiles import upscale_tiled
+from ..errors import ArgumentError
+from .tiles import plan_tiles, upscale_tiled
 
 Precision = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -37,7 +38,7 @@ class Upscaler:
     def __init__(self, model: torch.nn.Module, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,
                  precision: Precision = "fp32", channels_last: bool | None = None, optimize: bool | None = None):
         if precision not in DTYPES:
-            raise ValueError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
+            raise ArgumentError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
         self.scale = int(model.scale)
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.device = next(model.parameters()).device
@@ -75,7 +76,7 @@ class Upscaler:
 
     def tiles_for(self, height: int, width: int) -> int:
         """How many tiles an image of this size is cut into (for progress bars)."""
-        return -(-height // self.tile) * -(-width // self.tile)
+        return len(plan_tiles(height, width, self.tile, self.overlap))
 
     def _run(self, lr: torch.Tensor) -> torch.Tensor:
         lr = lr.to(self.device, self.dtype)
