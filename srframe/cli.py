@@ -23,6 +23,7 @@ EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.disable_plugins += getattr(args, "disabled_after", [])
     _configure_logging(args.verbose)
     if args.disable_plugins:
         from .plugins import host
@@ -45,15 +46,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, naming where to read more."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="srframe", description="Train, evaluate and deploy super-resolution models.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--disable-plugin", dest="disable_plugins", action="append", default=[], metavar="NAME",
-                        help="leave an installed plugin unloaded (repeatable; also $SRFRAME_DISABLE_PLUGINS=a,b)")
+    parser = _Parser(prog="srframe", description="Train, evaluate and deploy super-resolution models.")
+    _global_options(parser, after_command=False)
+    common = _Parser(add_help=False)  # the same options accepted after the command, as people type them
+    _global_options(common, after_command=True)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="train, validate and checkpoint as a recipe says",
+    run = commands.add_parser("run", parents=[common], help="train, validate and checkpoint as a recipe says",
                               description="Train a recipe into a run directory (default <output_dir>/<name>). "
                                           "Under torchrun every process runs this; rank 0 writes the run directory.")
     _recipe_arguments(run)
@@ -64,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                           "in a way that would break the run)")
     run.set_defaults(handler=_run)
 
-    evaluate = commands.add_parser("eval", help="PSNR/SSIM/LPIPS of models and the bicubic baseline on benchmark sets")
+    evaluate = commands.add_parser("eval", parents=[common], help="PSNR/SSIM/LPIPS of models and the bicubic baseline on benchmark sets")
     evaluate.add_argument("models", nargs="*", metavar="MODEL",
                           help="component files or run directories (the bicubic baseline is always included; "
                                "naming it, as `bicubic`, is allowed)")
@@ -78,19 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     _tile_arguments(evaluate)
     evaluate.set_defaults(handler=_eval)
 
-    upscale = commands.add_parser("upscale", help="super-resolve image files or folders with a trained model")
+    upscale = commands.add_parser("upscale", parents=[common], help="super-resolve image files or folders with a trained model")
     upscale.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="image files or folders of images")
     upscale.add_argument("-o", "--out", type=Path, required=True, metavar="OUT", help="output folder")
     upscale.add_argument("--model", required=True, metavar="CKPT", help="component file or run directory")
     upscale.add_argument("--batch", type=int, default=1,
                          help="tiles per forward pass (default 1; more is faster on a GPU and needs more memory)")
     upscale.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    upscale.add_argument("--overwrite", action="store_true",
+                         help="replace outputs that already exist (default: keep them and say so); an input is "
+                              "never replaced")
     upscale.add_argument("--no-channels-last", action="store_true",
                          help="keep NCHW memory layout (default: channels_last on the CPU, NCHW on CUDA)")
     _tile_arguments(upscale)
     upscale.set_defaults(handler=_upscale)
 
-    report = commands.add_parser("report", help="evaluate a run's stages and write its HTML report",
+    report = commands.add_parser("report", parents=[common], help="evaluate a run's stages and write its HTML report",
                                  description="Bicubic and each stage's generator on the run's validation images (or "
                                              "--data folders): RUN_DIR/report/index.html, report.md, table.json.")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory made by `srframe run`")
@@ -100,28 +110,38 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it needs VGG16 and LPIPS weights)")
     report.set_defaults(handler=_report)
 
-    plugins = commands.add_parser("plugins", help="list plugins, their status and their components")
+    plugins = commands.add_parser("plugins", parents=[common], help="list plugins, their status and their components")
     plugins.add_argument("--json", action="store_true", help="print machine-readable JSON")
     plugins.set_defaults(handler=_plugins)
 
-    recipe = commands.add_parser("recipe", help="show or check a recipe")
+    recipe = commands.add_parser("recipe", parents=[common], help="show or check a recipe")
     recipe_commands = recipe.add_subparsers(title="recipe commands", required=True, metavar="COMMAND")
-    show = recipe_commands.add_parser("show", help="print the resolved recipe (bases merged, overrides applied)")
+    show = recipe_commands.add_parser("show", parents=[common], help="print the resolved recipe (bases merged, overrides applied)")
     _recipe_arguments(show)
     show.add_argument("--raw", action="store_true", help="print the merged recipe without checking it")
     show.set_defaults(handler=_recipe_show)
-    check = recipe_commands.add_parser("check", help="check a recipe against the registered components")
+    check = recipe_commands.add_parser("check", parents=[common], help="check a recipe against the registered components")
     _recipe_arguments(check)
     check.set_defaults(handler=_recipe_check)
 
-    weights = commands.add_parser("weights", help="find or fetch pretrained weights (VGG for the content loss)")
+    weights = commands.add_parser("weights", parents=[common], help="find or fetch pretrained weights (VGG for the content loss)")
     weights_commands = weights.add_subparsers(title="weights commands", required=True, metavar="COMMAND")
-    listing = weights_commands.add_parser("list", help="where each backbone's weights are looked for, and what is there")
+    listing = weights_commands.add_parser("list", parents=[common], help="where each backbone's weights are looked for, and what is there")
     listing.set_defaults(handler=_weights_list)
-    fetch = weights_commands.add_parser("fetch", help="put pretrained weights into the cache (ImageNet VGG, LPIPS heads)")
+    fetch = weights_commands.add_parser("fetch", parents=[common], help="put pretrained weights into the cache (ImageNet VGG, LPIPS heads)")
     fetch.add_argument("backbone", choices=["vgg16", "vgg19", "lpips"])
     fetch.set_defaults(handler=_weights_fetch)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
+    """--debug, -v and --disable-plugin; after the command they add to (never reset) what came before it."""
+    unset = {"default": argparse.SUPPRESS} if after_command else {}
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors", **unset)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details", **unset)
+    parser.add_argument("--disable-plugin", dest="disabled_after" if after_command else "disable_plugins",
+                        action="append", default=argparse.SUPPRESS if after_command else [], metavar="NAME",
+                        help="leave an installed plugin unloaded (repeatable; also $SRFRAME_DISABLE_PLUGINS=a,b)")
 
 
 def _tile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -154,8 +174,15 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.save_images and args.out is None:
         raise SrframeError("--save-images needs --out DIR to know where to save the images")
-    models = {model_name_of(path): load_generator(path) for path in args.models if path != BICUBIC}
-    scale = args.scale or (next(iter(models.values())).scale if models else None)
+    paths = [path for path in args.models if path != BICUBIC]
+    names = [model_name_of(path) for path in paths]
+    shared = sorted({name for name in names if names.count(name) > 1 or name == BICUBIC})
+    if shared:  # each model is a row of the table and a folder of the report
+        clashes = "; ".join(f"{name}: {', '.join(p for p, n in zip(paths, names) if n == name)}" for name in shared)
+        raise SrframeError(f"models must have distinct names (their file or run directory name), and not "
+                           f"{BICUBIC!r}: {clashes}; copy or rename one")
+    models = {name: load_generator(path) for name, path in zip(names, paths)}
+    scale = args.scale if args.scale is not None else (next(iter(models.values())).scale if models else None)
     if scale is None:
         raise SrframeError("give --scale, or a model to take it from")
     with _progress() as progress:
@@ -189,17 +216,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _upscale(args: argparse.Namespace) -> int:
-    from .component_files import load_generator
     from .infer.files import upscale_files
 
-    if args.out.exists() and not args.out.is_dir():
-        raise SrframeError(f"-o {args.out} is a file: -o names the folder the upscaled images are written to")
-    model = load_generator(args.model)
     with _progress() as progress:
-        written = upscale_files(model, args.inputs, args.out, tile=args.tile, overlap=args.overlap,
-                                batch_size=args.batch, precision=args.precision,
-                                channels_last=False if args.no_channels_last else None, progress=progress)
-    _stdout().print(f"{len(written)} image(s) written to {args.out}", highlight=False, markup=False)
+        result = upscale_files(args.model, args.inputs, args.out, tile=args.tile, overlap=args.overlap,
+                               batch_size=args.batch, precision=args.precision, overwrite=args.overwrite,
+                               channels_last=False if args.no_channels_last else None, progress=progress)
+    lines = [f"{len(result.written)} image(s) written to {args.out}"
+             + (f", {len(result.replaced)} of them replacing existing files (--overwrite)" if result.replaced else "")]
+    if result.kept:
+        lines.append(f"{len(result.kept)} existing output(s) kept as they were, e.g. {result.kept[0]}; "
+                     "--overwrite replaces them")
+    _stdout().print("\n".join(lines), highlight=False, markup=False)
     return 0
 
 

@@ -66,12 +66,14 @@ class RecipeError(SrframeError):
     """A recipe (or a component's parameters) cannot be read or does not validate.
 
     ``problems`` lists every problem found, so one run of ``srframe recipe check``
-    shows them all.
+    shows them all, one per line (a single problem stays on the message's line).
     """
 
     def __init__(self, message: str, problems: list[Problem] | None = None):
         self.problems = list(problems or [])
-        if self.problems:
+        if len(self.problems) == 1:  # one problem, one line
+            message = f"{message} {self.problems[0]}"
+        elif self.problems:
             listed = "\n".join(f"  - {p}" for p in self.problems)
             message = f"{message}\n{listed}"
         super().__init__(message)

@@ -62,3 +62,50 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield make
     for module in created:
         sys.modules.pop(module, None)
+
+
+# Options whose value is where a command writes; everything else named on a command line is read.
+_OUTPUT_OPTIONS = ("-o", "--out", "--json", "--run-dir")
+
+
+def _cli_inputs(argv: list[str]) -> list[Path]:
+    """Every file a command line reads: files named on it and the files inside folders named on it,
+    outside the folders it writes to (``-o``, ``--json``, ``--run-dir``, and ``report``'s RUN_DIR/report)."""
+    args = [str(a) for a in argv]
+    outputs = [Path(args[i + 1]).resolve() for i, a in enumerate(args[:-1]) if a in _OUTPUT_OPTIONS]
+    if "report" in args:
+        outputs += [Path(a).resolve() / "report" for a in args if Path(a).is_dir()]
+    named = [Path(a) for i, a in enumerate(args) if (i == 0 or args[i - 1] not in _OUTPUT_OPTIONS)
+             and len(a) < 1024 and Path(a).exists()]
+    files = []
+    for path in named:
+        for file in [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()):
+            if not any(file.resolve().is_relative_to(out) for out in outputs):
+                files.append(file)
+    return files
+
+
+@pytest.fixture(autouse=True)
+def cli_leaves_its_inputs_unchanged(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Every test that runs ``srframe.cli.main`` checks that no file it reads was changed or removed."""
+    import hashlib
+
+    import srframe.cli
+
+    original = srframe.cli.main
+
+    def digests(files: list[Path]) -> dict[Path, str | None]:
+        return {f: hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None for f in files}
+
+    def main(argv=None):
+        files = _cli_inputs(list(argv or []))
+        before = digests(files)
+        try:
+            return original(argv)
+        finally:
+            changed = [str(f) for f, digest in digests(files).items() if digest != before[f]]
+            assert not changed, f"srframe {' '.join(map(str, argv or []))} changed or removed its inputs: {changed}"
+
+    monkeypatch.setattr(srframe.cli, "main", main)
+    if getattr(request.module, "main", None) is original:
+        monkeypatch.setattr(request.module, "main", main)

@@ -22,7 +22,7 @@ from ..errors import DataError
 from ..schema import Exists, Range
 from .files import list_images, match_pairs
 from .images import from_array, probe_image, read_image
-from .patches import dihedral, modcrop, random_patch
+from .patches import dihedral, modcrop, paired_lr_size, random_patch
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class SRDataset(torch.utils.data.Dataset):
         if entry.lr is None:
             return nbytes
         lr_height, lr_width, lr_bytes = entry.lr.size()
-        expected = (height // self.scale, width // self.scale)
+        expected = paired_lr_size(height, width, self.scale)
         if (lr_height, lr_width) != expected:
             raise DataError(f"{entry.lr}: {lr_width}x{lr_height} pixels does not match its HR image {entry.hr} "
                             f"({width}x{height}) at scale {self.scale}: expected {expected[1]}x{expected[0]}")

@@ -2,7 +2,9 @@
 
 The rules (also in docs/data.md):
 
-- PNG, JPEG, BMP, WebP (and whatever else Pillow reads); JPEG EXIF orientation is applied.
+- PNG, JPEG, BMP, WebP (and whatever else Pillow reads); the EXIF orientation is applied (JPEG,
+  WebP, TIFF, and PNG's ``eXIf`` chunk, before or after the pixels), by the decoder and by the
+  size probe alike, so a probed size is always the decoded size.
 - 8-bit images give uint8; 16-bit PNGs give uint16 (full precision; :func:`to_float` divides by
   65535). Pillow would cut 16-bit RGB PNGs to 8 bits, so those are decoded by torchvision.
 - Alpha (RGBA, grey + alpha, palette with transparency) is composited over white: a
@@ -15,10 +17,12 @@ The rules (also in docs/data.md):
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +31,7 @@ from ..errors import DataError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_ORIENTATION = 0x0112
-_EXIF_IN_HEADER = ("JPEG", "MPO", "WEBP", "TIFF")  # a PNG may keep EXIF after its pixels
+_TURNED = (5, 6, 7, 8)  # orientations stored turned by 90 degrees: width and height swap
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,7 @@ def probe_image(path: str | Path) -> ImageInfo:
     path = Path(path)
     with _reading(path), Image.open(path) as image:
         width, height = image.size
-        rotated = image.format in _EXIF_IN_HEADER and image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
-        if rotated:  # stored turned by 90 degrees
+        if exif_orientation(path, image) in _TURNED:
             width, height = height, width
         sixteen = _is_16bit_png(path) or image.mode.startswith("I")
     return ImageInfo(path, width, height, 16 if sixteen else 8)
@@ -72,10 +75,64 @@ def decode_image(path: str | Path) -> np.ndarray:
 
     No alpha or grey rule is applied: for tools that write the image back in its own layout.
     """
+    from PIL import Image
+
     path = Path(path)
     with _reading(path):
         array = _decode_16bit_png(path) if _is_16bit_png(path) else _decode_with_pillow(path)
+        with Image.open(path) as image:
+            array = _orient(array, exif_orientation(path, image))
     return array[..., None] if array.ndim == 2 else array
+
+
+def exif_orientation(path: Path, image: Any) -> int:
+    """The EXIF orientation (1 to 8; 1 when absent) of an opened image, without decoding its pixels.
+
+    PNG keeps EXIF in an ``eXIf`` chunk that may follow the pixel data, which Pillow reads only
+    after decoding, so PNG chunks are walked here instead.
+    """
+    from PIL import Image
+
+    if image.format == "PNG":
+        data = _png_exif(path)
+        exif = Image.Exif()
+        if data:
+            exif.load(data)
+    else:
+        exif = image.getexif()
+    orientation = exif.get(_EXIF_ORIENTATION, 1)
+    return orientation if orientation in range(1, 9) else 1
+
+
+def _png_exif(path: Path) -> bytes | None:
+    """The payload of a PNG's ``eXIf`` chunk, found by skipping from chunk header to chunk header."""
+    with open(path, "rb") as file:
+        file.seek(len(_PNG_SIGNATURE))
+        while header := file.read(8):
+            if len(header) < 8:
+                return None
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"eXIf":
+                return file.read(length)
+            if kind == b"IEND":
+                return None
+            file.seek(length + 4, os.SEEK_CUR)  # data and CRC
+    return None
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an (H, W[, C]) array as EXIF ``orientation`` says (the table of Pillow's ``ImageOps.exif_transpose``)."""
+    turned = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],  # mirrored left-right
+        3: lambda a: a[::-1, ::-1],  # turned 180 degrees
+        4: lambda a: a[::-1],  # mirrored top-bottom
+        5: lambda a: a.swapaxes(0, 1),  # transposed
+        6: lambda a: np.rot90(a, -1),  # turned 90 degrees clockwise to display
+        7: lambda a: np.rot90(a, 2).swapaxes(0, 1),  # transversed
+        8: lambda a: np.rot90(a, 1),  # turned 90 degrees counter-clockwise to display
+    }[orientation](array)
+    return turned if orientation == 1 else np.ascontiguousarray(turned)
 
 
 def from_array(array: np.ndarray, *, rgb: bool = True) -> torch.Tensor:
@@ -149,11 +206,10 @@ def _decode_16bit_png(path: Path) -> np.ndarray:
 
 def _decode_with_pillow(path: Path) -> np.ndarray:
     """(H, W) grey or (H, W, C) grey + alpha, RGB, RGBA; uint8, or uint16 for 16-bit grey."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     with Image.open(path) as image:
         image.load()
-        image = ImageOps.exif_transpose(image)
         mode = image.mode
         if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
             return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)

@@ -14,6 +14,16 @@ def modcrop(image: torch.Tensor, multiple: int) -> torch.Tensor:
     return image[..., : height - height % multiple, : width - width % multiple]
 
 
+def paired_lr_size(height: int, width: int, scale: int) -> tuple[int, int]:
+    """The (height, width) an LR partner of an HR image must have: the HR size divided by ``scale``, rounded down.
+
+    The one pairing rule of datasets and benchmarks: the LR image was made from the HR image
+    cropped (top-left) to a multiple of the scale, as BSD100's and DIV2K's pairs were, so an
+    uncropped 481x321 HR image pairs with a 120x80 LR image at x4 and is cropped to 480x320.
+    """
+    return height // scale, width // scale
+
+
 def random_patch(hr: torch.Tensor, patch_size: int, rng: random.Random, lr: torch.Tensor | None = None,
                  scale: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A random ``patch_size`` square of ``hr`` and, when ``lr`` is given, the matching

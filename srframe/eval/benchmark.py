@@ -9,6 +9,8 @@ for the published Set14 figures, where ``bridge`` is grey).
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,12 +21,13 @@ import torch
 
 from ..data.files import list_images, match_pairs
 from ..data.images import read_image
-from ..data.patches import modcrop
+from ..data.patches import modcrop, paired_lr_size
 from ..degrade import imresize
 from ..errors import ArgumentError, DataError
-from .metrics import psnr, ssim
+from .metrics import SSIM_WINDOW, min_side, psnr, ssim
 
 BICUBIC = "bicubic"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,16 +78,29 @@ def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
 
 def benchmark_image(name: str, hr_path: Path, scale: int, lr_path: Path | None = None) -> BenchmarkImage:
     """One image as the protocol reads it: 8-bit, grey kept grey; HR cropped to a multiple of the scale
-    and its LR made by the MATLAB bicubic, or the given LR image checked against the HR image."""
+    and its LR made by the MATLAB bicubic, or the given LR image checked against the HR image (the pairing
+    rule of :func:`srframe.data.patches.paired_lr_size`, the datasets' rule too).
+
+    Raises DataError naming the file when it cannot be read, is not 8-bit, is too small to be scored
+    at this scale (:func:`min_side` of the border crop), or its LR partner has the wrong size.
+    """
     hr = _read_8bit(hr_path)
+    least = min_side(scale)
+    if min(modcrop(hr, scale).shape[1:]) < least:
+        raise DataError(f"{hr_path}: {hr.shape[2]}x{hr.shape[1]} pixels is too small to score at x{scale}: "
+                        f"PSNR/SSIM crop {scale} pixels per border and SSIM needs an {SSIM_WINDOW}x{SSIM_WINDOW} "
+                        f"window, so images need at least {least}x{least} pixels; leave it out of the folder")
     if lr_path is None:
         hr = modcrop(hr, scale)
         return BenchmarkImage(name, hr, imresize(hr, scale=1 / scale))
     lr = _read_8bit(lr_path)
-    if hr.shape[0] != lr.shape[0] or hr.shape[1:] != (lr.shape[1] * scale, lr.shape[2] * scale):
-        raise DataError(f"{lr_path} is {lr.shape[2]}x{lr.shape[1]}, which is not {hr_path} "
-                        f"({hr.shape[2]}x{hr.shape[1]}) divided by {scale}")
-    return BenchmarkImage(name, hr, lr)
+    expected = paired_lr_size(hr.shape[1], hr.shape[2], scale)
+    if hr.shape[0] != lr.shape[0] or tuple(lr.shape[1:]) != expected:
+        what = (f"{lr.shape[0]} channel(s), its HR image {hr.shape[0]}" if hr.shape[0] != lr.shape[0] else
+                f"{lr.shape[2]}x{lr.shape[1]} pixels, not {expected[1]}x{expected[0]} ({hr_path}'s "
+                f"{hr.shape[2]}x{hr.shape[1]} divided by {scale}, rounded down)")
+        raise DataError(f"{lr_path} does not pair with {hr_path} at x{scale}: it has {what}")
+    return BenchmarkImage(name, hr[:, : expected[0] * scale, : expected[1] * scale], lr)
 
 
 def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: int | None = None,
@@ -122,11 +138,16 @@ def evaluate_images(model: Any, images: Iterable[BenchmarkImage], set_name: str,
         raise ArgumentError(f"model {name} upscales x{model_scale}, but the evaluation asks for x{scale} (--scale): "
                             f"evaluate it at x{model_scale}, or evaluate an x{scale} model")
     result = SetResult(set_name, name)
+    crop = crop if crop is not None else scale
     for image in images:
+        if min(image.hr.shape[1:]) < min_side(crop):
+            raise DataError(f"{set_name}/{image.name}: {image.hr.shape[2]}x{image.hr.shape[1]} pixels is too small "
+                            f"to score with a {crop}-pixel border crop: at least {min_side(crop)}x{min_side(crop)}")
         sr = upscale(image.lr)
-        result.images.append(score(sr, image.hr, crop if crop is not None else scale, lpips, image.name))
+        result.images.append(score(sr, image.hr, crop, lpips, image.name))
+        _warn_if_not_finite(result.images[-1], set_name, name)
         if save_dir is not None:
-            from ..infer.files import write_png
+            from ..outputs import write_png
 
             write_png(sr.permute(1, 2, 0).numpy(), Path(save_dir) / f"{image.name}.png")
         if on_image:
@@ -143,6 +164,16 @@ def score(sr: torch.Tensor, hr: torch.Tensor, crop: int, lpips: Any = None, name
         with torch.no_grad():
             distance = float(lpips(*rgb)[0])
     return ImageScore(name, float(psnr(sr_f, hr_f, crop)[0]), float(ssim(sr_f, hr_f, crop)[0]), distance)
+
+
+def _warn_if_not_finite(scored: ImageScore, set_name: str, model_name: str) -> None:
+    """The documented rule for metrics without a finite value: kept as inf/NaN, written as null in JSON, and named."""
+    for metric in ("psnr_y", "ssim_y", "lpips"):
+        value = getattr(scored, metric)
+        if value is not None and not math.isfinite(value):
+            why = " (the output equals the HR image)" if metric == "psnr_y" and value > 0 else ""
+            logger.warning("%s/%s: %s of %s is %s%s; JSON reports it, and the mean over the set, as null", set_name,
+                           scored.name, metric, model_name, value, why)
 
 
 def _upscaler(model: Any, scale: int | None, tile: int,

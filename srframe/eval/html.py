@@ -11,6 +11,7 @@ import html
 import shutil
 from pathlib import Path
 
+from ..outputs import write_text
 from .benchmark import SetResult
 
 _STYLE = """
@@ -51,7 +52,7 @@ def write_html(results: list[SetResult], crops: dict[tuple[str, str], Path], out
     page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<style>{_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
     index = out_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
+    write_text(index, page)
     return index
 
 

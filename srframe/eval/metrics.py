@@ -5,7 +5,10 @@ rounded), ``crop`` pixels removed at every border (the scale, by convention), PS
 peak of 255, SSIM as Wang et al. (2004): Gaussian window 11x11 with sigma 1.5, K1 = 0.01,
 K2 = 0.03, computed where the window fits inside the image (MATLAB's ``filter2(..., 'valid')``).
 
-Inputs are float tensors in [0, 1], (N, C, H, W) or (C, H, W); results are one value per image.
+Inputs are (N, C, H, W) or (C, H, W) tensors: floats in [0, 1], or uint8 (0..255) / uint16
+(0..65535) images, which are divided by their maximum. Floats outside [0, 1] (e.g. 0..255) are
+refused rather than silently misread. Results are one float64 value per image; PSNR is
+``inf`` for identical images (reports write it as ``null``, see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from typing import Literal
 
 import torch
 
+from ..errors import ArgumentError
+
 Channel = Literal["y", "rgb"]
+
+SSIM_WINDOW = 11  # Wang et al. (2004): an 11x11 Gaussian window, computed only where it fits
+_FLOAT_SLACK = 1e-3  # floats a little outside [0, 1] (resampling overshoot) are accepted
 
 # MATLAB rgb2ycbcr, Y row, for RGB in [0, 1]: Y = 16 + 65.481 R + 128.553 G + 24.966 B (in 0..255)
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
@@ -23,41 +31,75 @@ _Y_WEIGHTS = (65.481, 128.553, 24.966)
 def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
     """The Y channel of MATLAB's ``rgb2ycbcr`` on 0..255 scale: (N, 3, H, W) in [0, 1] -> (N, 1, H, W) in [16, 235]."""
     if img.shape[-3] != 3:
-        raise ValueError(f"rgb_to_y expects 3 channels, got {img.shape[-3]}")
+        raise ArgumentError(f"rgb_to_y expects 3 channels, got {img.shape[-3]}")
     weights = img.new_tensor(_Y_WEIGHTS).view(3, 1, 1)
     return 16.0 + (img * weights).sum(dim=-3, keepdim=True)
+
+
+def min_side(crop: int) -> int:
+    """The smallest height and width that SSIM can score after cropping ``crop`` pixels per border."""
+    return 2 * crop + SSIM_WINDOW
+
+
+def as_unit_float(img: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """``img`` as float64 in [0, 1]: uint8 divided by 255, uint16 by 65535, floats checked.
+
+    Raises ArgumentError for floats outside [0, 1] (naming their range and the fix) and other dtypes.
+    """
+    if img.dtype == torch.uint8 or img.dtype == torch.uint16:
+        return img.double() / (255.0 if img.dtype == torch.uint8 else 65535.0)
+    if not img.is_floating_point():
+        raise ArgumentError(f"{name} is {img.dtype}: metrics take float images in [0, 1], or uint8/uint16 images")
+    low, high = (float(v) for v in torch.aminmax(img.detach()))
+    if low < -_FLOAT_SLACK or high > 1 + _FLOAT_SLACK:
+        hint = " (0..255? divide by 255, or pass uint8)" if high > 1 + _FLOAT_SLACK else ""
+        raise ArgumentError(f"{name} holds floats from {low:g} to {high:g}: metrics take floats in [0, 1]{hint}")
+    return img.double()
 
 
 def _prepare(sr: torch.Tensor, hr: torch.Tensor, crop: int, channel: Channel) -> tuple[torch.Tensor, torch.Tensor]:
     """Both images as float64 on the 0..255 scale, in the chosen channel(s), borders cropped."""
     if sr.shape != hr.shape:
-        raise ValueError(f"SR and HR sizes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
+        raise ArgumentError(f"SR and HR sizes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
     if sr.dim() == 3:
         sr, hr = sr.unsqueeze(0), hr.unsqueeze(0)
-    sr, hr = sr.double(), hr.double()
+    if sr.dim() != 4:
+        raise ArgumentError(f"metrics take (N, C, H, W) or (C, H, W) images, got shape {tuple(sr.shape)}")
+    sr, hr = as_unit_float(sr, "the SR image"), as_unit_float(hr, "the HR image")
     if channel == "y" and sr.shape[1] == 3:
         sr, hr = rgb_to_y(sr), rgb_to_y(hr)
     else:  # grey images are their own luminance; "rgb" measures every channel
         sr, hr = sr * 255, hr * 255
     if crop:
         if min(sr.shape[-2:]) <= 2 * crop:
-            raise ValueError(f"a {sr.shape[-2]}x{sr.shape[-1]} image is too small to crop {crop} pixels per border")
+            raise ArgumentError(f"a {sr.shape[-1]}x{sr.shape[-2]} image is too small to crop {crop} pixels per "
+                                "border")
         sr, hr = sr[..., crop:-crop, crop:-crop], hr[..., crop:-crop, crop:-crop]
     return sr, hr
 
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0, channel: Channel = "y") -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per image (peak 255); infinite for identical images."""
+    """Peak signal-to-noise ratio in dB per image (peak 255); ``inf`` for identical images.
+
+    ``sr`` and ``hr``: (N, C, H, W) or (C, H, W), float in [0, 1] or uint8/uint16. Raises ArgumentError
+    for other sizes, dtypes or ranges (see :func:`as_unit_float`).
+    """
     sr, hr = _prepare(sr, hr, crop, channel)
     mse = ((sr - hr) ** 2).flatten(1).mean(1)
     return 10 * torch.log10(255.0**2 / mse)
 
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0, channel: Channel = "y") -> torch.Tensor:
-    """Structural similarity per image (Wang et al. 2004), averaged over channels when several."""
+    """Structural similarity per image (Wang et al. 2004), averaged over channels when several.
+
+    Takes what :func:`psnr` takes; the images must be at least :func:`min_side` (``2 * crop + 11``)
+    pixels on each side, else ArgumentError.
+    """
     from kornia.metrics import ssim as ssim_map
 
     sr, hr = _prepare(sr, hr, crop, channel)
-    if min(sr.shape[-2:]) < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels after cropping, got {sr.shape[-2]}x{sr.shape[-1]}")
-    return ssim_map(sr, hr, window_size=11, max_val=255.0, padding="valid").flatten(1).mean(1)
+    if min(sr.shape[-2:]) < SSIM_WINDOW:
+        raise ArgumentError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after cropping {crop} per "
+                            f"border, got {sr.shape[-1]}x{sr.shape[-2]}: images of at least "
+                            f"{min_side(crop)}x{min_side(crop)}")
+    return ssim_map(sr, hr, window_size=SSIM_WINDOW, max_val=255.0, padding="valid").flatten(1).mean(1)

@@ -7,13 +7,13 @@ other, so a reader sees what the models changed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from ..outputs import strict_json, write_text
 from .benchmark import SetResult
 
 CROP = 96  # HR pixels shown per panel, enlarged by ZOOM
@@ -53,11 +53,11 @@ def write_report(results: list[SetResult], crops: dict[tuple[str, str], Path], o
     per_image = {r.set_name: {} for r in results}
     for r in results:
         per_image[r.set_name][r.model_name] = {"summary": r.summary(), "images": r.rows()}
-    (out_dir / "results.json").write_text(json.dumps({"scale": scale, "sets": per_image}, indent=2), encoding="utf-8")
+    write_text(out_dir / "results.json", strict_json({"scale": scale, "sets": per_image}, indent=2) + "\n")
     parts = [f"# {title}, x{scale}\n", f"{PROTOCOL.format(scale=scale)}\n", markdown_table(results)]
     for (set_name, image_name), path in crops.items():
         parts.append(f"\n### {set_name}: {image_name}\n\n![{image_name}]({path.relative_to(out_dir).as_posix()})\n")
-    (out_dir / "report.md").write_text("\n".join(parts), encoding="utf-8")
+    write_text(out_dir / "report.md", "\n".join(parts))
     return write_html(results, crops, out_dir, scale, title=title, curves=curves, whole=whole)
 
 
@@ -78,11 +78,13 @@ def most_changed_box(images: list[torch.Tensor], size: int) -> tuple[int, int, i
 
 def save_comparison(panels: list[tuple[str, torch.Tensor]], path: Path) -> Path:
     """One PNG of labelled uint8 (C, H, W) images side by side, cropped where all but the last (the HR
-    image) differ most, enlarged with nearest-neighbour pixels."""
+    image) differ most (or, with one image besides HR, where it differs from HR most), enlarged with
+    nearest-neighbour pixels."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=LABEL_SIZE)
-    top, left, size = most_changed_box([image for _, image in panels[:-1]], CROP)
+    compared = panels[:-1] if len(panels) > 2 else panels  # one output alone: where it differs from HR most
+    top, left, size = most_changed_box([image for _, image in compared], CROP)
     width = size * ZOOM
     canvas = Image.new("RGB", (len(panels) * (width + 4) - 4, width + LABEL_HEIGHT), "white")
     draw = ImageDraw.Draw(canvas)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +10,9 @@ from typing import Any
 
 import torch
 
-from ..errors import WeightsError
+from ..data.files import list_images
+from ..errors import ArgumentError, DataError, WeightsError
+from ..outputs import check_output_file, ensure_writable_folder, strict_json, write_text
 from .benchmark import BICUBIC, BenchmarkImage, ImageScore, SetResult, evaluate_images, load_benchmark
 from .report import save_comparison, summary_table, write_report
 
@@ -56,7 +57,13 @@ def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], 
     The report shows, per image, bicubic | every model | HR cropped where the outputs differ most;
     ``curves`` (a run's training curves) and, with ``whole``, the first image upscaled whole by the
     last model. ``on_image(set name, model name)`` is called after each image.
+
+    Raises ArgumentError for a scale below 1, and DataError before any image is scored when
+    ``out_dir`` or ``json_file`` cannot be written or would write into a benchmark folder.
     """
+    if scale < 1:
+        raise ArgumentError(f"scale must be >= 1 (the upscaling factor), got {scale}")
+    _check_outputs(sets, [BICUBIC, *models], out_dir, json_file)
     metric = load_lpips() if lpips else None
     suite = Suite(scale)
     crops: dict[tuple[str, str], Path] = {}
@@ -87,7 +94,7 @@ def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], 
         if whole and not whole_images and models:
             last = list(models)[-1]
             path = out_dir / set_name / f"{images[0].name}_x{scale}_{last}.png"
-            from ..infer.files import write_png
+            from ..outputs import write_png
 
             write_png(outputs[last][images[0].name][0].permute(1, 2, 0).numpy(), path)
             whole_images.append((f"{images[0].name}, upscaled x{scale} whole by {last}", path))
@@ -95,10 +102,30 @@ def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], 
         suite.report = write_report(suite.results, crops, out_dir, scale, title=title, curves=curves,
                                     whole=whole_images)
     if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(suite.table(), indent=2), encoding="utf-8")
-        suite.json_file = json_file
+        suite.json_file = write_text(json_file, strict_json(suite.table(), indent=2) + "\n")
     return suite
+
+
+def _check_outputs(sets: Sequence[str | Path | ImageSet], model_names: list[str], out_dir: Path | None,
+                   json_file: Path | None) -> None:
+    """Refuse, before the long part, outputs that cannot be written or would land among the benchmark images."""
+    folders = {Path(entry).resolve(): Path(entry) for entry in sets if not isinstance(entry, tuple)}
+    if json_file is not None:
+        check_output_file(json_file, "--json")
+        inputs = {p.resolve() for folder in folders.values() if folder.is_dir() for p in list_images(folder)}
+        if json_file.resolve() in inputs:
+            raise DataError(f"--json {json_file} is one of the benchmark images; name another file")
+    if out_dir is None:
+        return
+    ensure_writable_folder(out_dir, "the report folder (-o)")
+    for entry in sets:
+        set_name = entry[0] if isinstance(entry, tuple) else Path(entry).name
+        written = [out_dir, out_dir / set_name, *(out_dir / set_name / name / "sr" for name in model_names)]
+        for folder in written:
+            if folder.resolve() in folders:
+                raise DataError(f"-o {out_dir} would write the report into the benchmark folder {folders[folder.resolve()]} "
+                                f"(as {folder}), next to (or over) its images; give another folder, e.g. "
+                                f"-o {Path(folders[folder.resolve()]).parent / 'eval'}")
 
 
 def _label(name: str, scored: ImageScore) -> str:

@@ -103,7 +103,7 @@ def load_layers(path: Path, chain: tuple[Path, ...] = ()) -> Layered:
         cycle = " -> ".join(_display(p) for p in (*chain[chain.index(path):], path))
         raise RecipeError(f"recipes extend each other in a cycle: {cycle}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is fine
     except FileNotFoundError:
         asked_by = f" (extended by {_display(chain[-1])})" if chain else ""
         raise RecipeError(f"recipe file not found: {_display(path)}{asked_by}") from None
