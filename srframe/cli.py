@@ -327,8 +327,9 @@ def _configure_logging(verbose: bool) -> None:
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = _stderr()
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=_stderr(), transient=True)
+                    console=console, transient=True, disable=not console.is_terminal)  # no bar in logs
 
 
 def _stdout():

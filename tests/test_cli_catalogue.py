@@ -28,6 +28,9 @@ def world(tmp_path_factory):
     (root / "tiny").mkdir()
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "tiny" / "small.png")
     (root / "empty").mkdir()
+    (root / "twins").mkdir()
+    for suffix in (".png", ".bmp"):
+        Image.fromarray(rng.integers(0, 256, (32, 30, 3), dtype=np.uint8)).save(root / "twins" / f"x{suffix}")
     (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     (root / "not_a_model.safetensors").write_bytes(b"not safetensors at all")
     (root / "photo.png").write_bytes((root / "set" / "a.png").read_bytes())
@@ -67,10 +70,12 @@ CATALOGUE = [
     ("eval --data {root}/set --scale 2 --no-lpips -o {root}/a_file", "is a file; give a folder"),
     ("eval --data {root}/tiny --scale 4 --no-lpips", "small.png: 16x16 pixels is too small to score at x4"),
     ("eval --data {root}/empty --scale 2 --no-lpips", "empty: no image files"),
+    ("eval --data {root}/twins --scale 2 --no-lpips", "images must have distinct names without their suffix: x.bmp, x.png"),
     ("eval --data {root}/nope --scale 2 --no-lpips", "nope: no such folder"),
     ("eval --data {root}/set --scale 2 --no-lpips --save-images", "--save-images needs --out"),
     ("eval {root}/x2.safetensors {root}/x2.safetensors --data {root}/set --no-lpips", "distinct names"),
     ("eval {root}/x2.safetensors --data {root}/set --no-lpips --tile 0", "tile must be >= 1"),
+    ("eval --data {root}/set {root}/set --scale 2 --no-lpips", "distinct folder names: set given more than once"),
     ("report {root}/nope", "nope"),
     ("recipe check {root}/nope.toml", "recipe file not found"),
     ("recipe check {root}/good.toml --set generator.kind=\"nope\"", "nope"),
@@ -87,9 +92,9 @@ def test_a_bad_command_line_is_one_line_and_exit_code_2(world, capsys, line, say
         code = main(argv)
     if raised is not None:
         code = raised.value.code
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err
     assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.endswith("\n"), repr(err)
     assert err.startswith(("srframe: error:", "srframe ")) and "error:" in err, err
     assert says.format(root=world) in err, err
     assert not list(world.glob("o1/*.png")) and not list(world.glob("o2/*.png"))

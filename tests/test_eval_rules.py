@@ -210,3 +210,15 @@ def test_a_pair_with_a_turned_hr_png_is_paired_as_it_is_shown(tmp_path):
     Image.fromarray(_noise(5, 9)).save(tmp_path / "lr" / "a.png")  # the stored (unturned) size: wrong
     with pytest.raises(DataError, match="9x5 pixels does not match its HR image"):
         PairedFolder(tmp_path / "hr", tmp_path / "lr", scale=4, patch_size=20, on_bad_file="error")
+
+
+def test_validation_images_of_the_same_name_are_refused_naming_both(tmp_path):
+    from srframe.data import ImageFolder
+    from srframe.train.validate import validation_images
+
+    Image.fromarray(_noise(24, 24)).save(tmp_path / "x.png")
+    Image.fromarray(_noise(24, 24, seed=1)).save(tmp_path / "x.bmp")
+    dataset = ImageFolder(tmp_path, scale=2, mode="val", on_bad_file="error")
+    with pytest.raises(DataError, match=r"\[data.val\]: images must have distinct names without their suffix: "
+                                        r".*x.bmp, .*x.png"):
+        validation_images(dataset, 2)

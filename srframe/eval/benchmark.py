@@ -73,7 +73,18 @@ def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
     if hr_files and lr_files:
         return [benchmark_image(key, hr_path, scale, lr_path)
                 for key, hr_path, lr_path in match_pairs(folder, hr_files, folder, lr_files)]
+    refuse_shared_names([(path.stem, path.name) for path in files], str(folder))
     return [benchmark_image(path.stem, path, scale) for path in files]
+
+
+def refuse_shared_names(named: list[tuple[str, str]], where: str) -> None:
+    """DataError when two images (name, where it comes from) share a name: an image's name keys its
+    scores, its crops and its saved output, so one would silently replace the other."""
+    names = [name for name, _ in named]
+    shared = [source for name, source in named if names.count(name) > 1]
+    if shared:
+        raise DataError(f"{where}: images must have distinct names without their suffix: {', '.join(shared)}; "
+                        "rename or remove one")
 
 
 def benchmark_image(name: str, hr_path: Path, scale: int, lr_path: Path | None = None) -> BenchmarkImage:

@@ -109,6 +109,11 @@ def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], 
 def _check_outputs(sets: Sequence[str | Path | ImageSet], model_names: list[str], out_dir: Path | None,
                    json_file: Path | None) -> None:
     """Refuse, before the long part, outputs that cannot be written or would land among the benchmark images."""
+    names = [entry[0] if isinstance(entry, tuple) else Path(entry).name for entry in sets]
+    shared = sorted({name for name in names if names.count(name) > 1})
+    if shared:  # each set is a key of the JSON table and a folder of the report
+        raise DataError(f"benchmark sets must have distinct folder names: {', '.join(shared)} given more than once "
+                        f"({', '.join(str(entry) for entry, name in zip(sets, names) if name in shared)})")
     folders = {Path(entry).resolve(): Path(entry) for entry in sets if not isinstance(entry, tuple)}
     if json_file is not None:
         check_output_file(json_file, "--json")

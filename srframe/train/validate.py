@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..degrade import imresize
-from ..eval.benchmark import BenchmarkImage, benchmark_image, evaluate_images
+from ..eval.benchmark import BenchmarkImage, benchmark_image, evaluate_images, refuse_shared_names
 
 METRICS = {"psnr_y": "higher", "ssim_y": "higher", "lpips": "lower"}  # which way is better
 
@@ -84,6 +84,8 @@ def validation_images(dataset: Any, scale: int) -> list[BenchmarkImage]:
         hr = _as_8bit(item["hr"])
         lr = _as_8bit(item["lr"]) if "lr" in item else imresize(hr, scale=1 / scale)
         images.append(BenchmarkImage(str(item["name"]), hr, lr))
+    refuse_shared_names([(image.name, str(entry.hr) if entries is not None else image.name)
+                         for image, entry in zip(images, entries or images)], "[data.val]")
     return images
 
 
