@@ -140,13 +140,28 @@ def write_checkpoint(run: RunDir, step: int, modules: Mapping[str, Any], state: 
 
 
 def read_state(checkpoint: Path) -> dict[str, Any]:
-    """The training state of a checkpoint folder, read with ``weights_only=True`` (no code runs)."""
+    """The training state of a checkpoint folder, read with ``weights_only=True`` (no code runs).
+
+    Raises CheckpointError naming the file when it cannot be read that way (a pickle of other
+    objects, whose loading would run code; damaged bytes), saying srframe will not run code from it.
+    """
     import torch
 
+    from ..weights import torch_load_problem
+
+    file = checkpoint / STATE
     try:
-        return torch.load(checkpoint / STATE, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and OS errors alike
-        raise CheckpointError(f"cannot read the training state {checkpoint / STATE}: {exc}") from exc
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the training state {file}: {exc}") from exc
+    except Exception as exc:  # pickle and zip errors alike
+        raise CheckpointError(f"cannot read the training state {file}: {torch_load_problem(exc)}. srframe reads it "
+                              "with torch.load(weights_only=True) and will not run code from it. To fix: delete "
+                              f"{checkpoint} to resume from the checkpoint before it, or start the run again") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"the training state {file} holds a {type(state).__name__}, not the dict srframe "
+                              f"writes. To fix: delete {checkpoint} to resume from the checkpoint before it")
+    return state
 
 
 def write_json(path: Path, data: Any) -> None:
