@@ -297,14 +297,24 @@ def _weights_list(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .weights import TORCHVISION_URLS, known_locations
+    from .errors import WeightsError
+    from .weights import TORCHVISION_URLS, known_locations, verify_cached
+
+    def present(path: Path) -> str:
+        if not path.is_file():
+            return "no"
+        try:
+            verify_cached(path)
+        except WeightsError:
+            return "[red]refused[/] (fails verification)"
+        return "[green]verified[/]"
 
     table = Table(title="Pretrained weights (looked for in this order)", title_justify="left")
     for column in ("backbone", "place", "path", "present"):
         table.add_column(column, overflow="fold")
     for backbone in TORCHVISION_URLS:
         for place, path in known_locations(backbone):
-            table.add_row(backbone, place, escape(str(path)), "[green]yes[/]" if path.is_file() else "no")
+            table.add_row(backbone, place, escape(str(path)), present(path))
     _stdout().print(table)
     return 0
 

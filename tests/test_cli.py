@@ -106,10 +106,16 @@ def test_run_checks_the_recipe_before_training(tmp_path, capsys):
 
 def test_weights_list_shows_where_weights_are_looked_for(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SRFRAME_CACHE", str(tmp_path))
-    (tmp_path / "vgg16_features.safetensors").write_bytes(b"")
+    (tmp_path / "vgg16_features.safetensors").write_bytes(b"")  # present, but not what srframe writes there
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
-    assert "torch hub cache" in out and "srframe cache" in out and "yes" in out
+    assert "torch hub cache" in out and "srframe cache" in out and "refused" in out.replace("\n", " ")
+
+    genuine = Path.home() / ".cache" / "srframe" / "vgg16_features.safetensors"
+    if genuine.is_file():  # the real file, as `srframe weights fetch vgg16` writes it
+        (tmp_path / "vgg16_features.safetensors").write_bytes(genuine.read_bytes())
+        assert main(["weights", "list"]) == 0
+        assert "verified" in capsys.readouterr().out
 
 
 def test_weights_fetch_offline_explains_the_fix(tmp_path, monkeypatch, capsys):
