@@ -108,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="benchmark folders to evaluate on instead of the recipe's [data.val]")
     report.add_argument("-o", "--out", type=Path, metavar="DIR", help="where to write it (default RUN_DIR/report)")
     report.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it needs VGG16 and LPIPS weights)")
+    report.add_argument("--device", metavar="DEVICE", help="where the generators run (default: cuda when available)")
     report.set_defaults(handler=_report)
 
     plugins = commands.add_parser("plugins", parents=[common], help="list plugins, their status and their components")
@@ -147,6 +148,17 @@ def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> Non
 def _tile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, default=256, help="tile size in LR pixels (default 256)")
     parser.add_argument("--overlap", type=int, default=32, help="context around each tile in LR pixels (default 32)")
+    parser.add_argument("--device", metavar="DEVICE", help="where the model runs: cpu, cuda, cuda:1, ... "
+                                                           "(default: cuda when available, else cpu)")
+
+
+def _device(asked: str | None) -> str:
+    """The --device given, or CUDA when this machine has it."""
+    if asked is not None:
+        return asked
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,7 +201,7 @@ def _eval(args: argparse.Namespace) -> int:
         task = progress.add_task("evaluating", total=None)
         suite = run_suite(models, args.data, scale, out_dir=args.out, json_file=args.json,
                           save_images=args.save_images, lpips=not args.no_lpips, tile=args.tile,
-                          overlap=args.overlap,
+                          overlap=args.overlap, device=_device(args.device),
                           on_image=lambda set_name, model: progress.update(task, advance=1,
                                                                            description=f"{set_name}: {model}"))
     console = _stdout()
@@ -206,7 +218,7 @@ def _report(args: argparse.Namespace) -> int:
 
     with _progress() as progress:
         task = progress.add_task("evaluating", total=None)
-        suite = report_run(args.run_dir, args.data, args.out, lpips=not args.no_lpips,
+        suite = report_run(args.run_dir, args.data, args.out, lpips=not args.no_lpips, device=_device(args.device),
                            on_image=lambda set_name, model: progress.update(task, advance=1,
                                                                             description=f"{set_name}: {model}"))
     console = _stdout()
@@ -221,6 +233,7 @@ def _upscale(args: argparse.Namespace) -> int:
     with _progress() as progress:
         result = upscale_files(args.model, args.inputs, args.out, tile=args.tile, overlap=args.overlap,
                                batch_size=args.batch, precision=args.precision, overwrite=args.overwrite,
+                               device=_device(args.device),
                                channels_last=False if args.no_channels_last else None, progress=progress)
     lines = [f"{len(result.written)} image(s) written to {args.out}"
              + (f", {len(result.replaced)} of them replacing existing files (--overwrite)" if result.replaced else "")]

@@ -42,6 +42,11 @@ class TrainingError(SrframeError):
     """Training cannot go on: a loss became NaN or infinite, or a component failed during a step."""
 
 
+class InferenceError(SrframeError):
+    """A model's output cannot be used: it holds inf or NaN (activations that overflowed a reduced
+    precision, or broken weights), so nothing is written."""
+
+
 class TrainingInterrupted(SrframeError):
     """Training was stopped by SIGINT or SIGTERM after writing a checkpoint; ``srframe run --resume`` continues it.
 

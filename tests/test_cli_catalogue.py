@@ -58,6 +58,8 @@ CATALOGUE = [
     ("upscale {root}/photo.png -o {root}/o1 --model {root}/not_a_model.safetensors", "not_a_model.safetensors"),
     ("upscale {root}/photo.png -o {root}/o1 --model {root}/photo.png", "photo.png"),
     ("upscale {root}/photo.png -o {root}/o1", "the following arguments are required: --model"),
+    ("upscale {root}/photo.png -o {root}/o1 --model {root}/x2.safetensors --device gpu", "device must be a torch device"),
+    ("eval {root}/x2.safetensors --data {root}/set --no-lpips --device tpu:0", "device must be a torch device"),
     ("eval --data {root}/set --scale -2 --no-lpips", "scale must be >= 1"),
     ("eval --data {root}/set --scale 0 --no-lpips", "scale must be >= 1"),
     ("eval {root}/x2.safetensors --data {root}/set --scale 0 --no-lpips", "scale must be >= 1 (the upscaling factor), got 0"),

@@ -388,3 +388,19 @@ def test_registered_op_and_eager_path_agree_on_the_reference():
     weight = torch.tensor([0.2, -0.1, 0.4], dtype=torch.float64, requires_grad=True)
     _assert_eager_path_and_registered_op_agree(x, weight)
     assert torch.autograd.gradcheck(lambda a, w: torch.ops.srframe.pixel_shuffle_prelu.default(a, w, 2), (x, weight))
+
+
+@pytest.mark.skipif(not torch._nnpack_available(), reason="this torch has no NNPACK")
+@pytest.mark.parametrize("kernel, cin, cout, height", [(9, 16, 3, 45), (3, 16, 64, 37), (5, 32, 8, 9)])
+def test_nnpack_strips_equal_the_whole_convolution(monkeypatch, kernel, cin, cout, height):
+    from srframe.ops.inference import NNPACKConv2d
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2).eval().requires_grad_(False)
+    x = torch.rand(2, cin, height, 23)
+    monkeypatch.setattr(NNPACKConv2d, "STRIP_ELEMENTS", 2 * cin * 23 * 3)  # strips of a few rows (8 at least)
+    with torch.no_grad():
+        striped = NNPACKConv2d(conv)(x)
+        assert torch.allclose(striped, conv(x), atol=1e-4)
+        monkeypatch.setattr(NNPACKConv2d, "STRIP_ELEMENTS", 1 << 40)  # one strip: the whole image
+        assert torch.allclose(striped, NNPACKConv2d(conv)(x), atol=1e-5)

@@ -116,12 +116,13 @@ def benchmark_image(name: str, hr_path: Path, scale: int, lr_path: Path | None =
 
 def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: int | None = None,
              lpips: Any = None, model_name: str | None = None, tile: int = 256, overlap: int = 32,
-             save_dir: str | Path | None = None,
+             device: str | torch.device | None = None, save_dir: str | Path | None = None,
              on_image: Callable[[BenchmarkImage, torch.Tensor, ImageScore], None] | None = None) -> SetResult:
     """PSNR-Y and SSIM-Y (and LPIPS, given an :class:`~srframe.eval.lpips.LPIPS`) of ``model`` on a folder.
 
     ``model`` is a generator, a path to a component file or run directory, or ``"bicubic"``.
-    ``crop`` defaults to the scale. SR images are written to ``save_dir`` as PNG when given;
+    ``crop`` defaults to the scale; ``device`` runs the model there (None: where its parameters are).
+    SR images are written to ``save_dir`` as PNG when given;
     ``on_image(image, sr, score)`` hears of each image done (sr as uint8 (C, H, W)).
     """
     model_name = model_name or model_name_of(model)
@@ -134,16 +135,17 @@ def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: 
     if scale is None:
         raise ArgumentError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
     return evaluate_images(model, load_benchmark(folder, scale), Path(folder).name, scale, crop=crop, lpips=lpips,
-                           model_name=model_name, tile=tile, overlap=overlap, save_dir=save_dir, on_image=on_image)
+                           model_name=model_name, tile=tile, overlap=overlap, device=device, save_dir=save_dir,
+                           on_image=on_image)
 
 
 def evaluate_images(model: Any, images: Iterable[BenchmarkImage], set_name: str, scale: int | None = None, *,
                     crop: int | None = None, lpips: Any = None, model_name: str | None = None, tile: int = 256,
-                    overlap: int = 32, save_dir: str | Path | None = None,
+                    overlap: int = 32, device: str | torch.device | None = None, save_dir: str | Path | None = None,
                     on_image: Callable[[BenchmarkImage, torch.Tensor, ImageScore], None] | None = None) -> SetResult:
     """:func:`evaluate` on images already in memory (the training engine's validation set)."""
     name = model_name or model_name_of(model)
-    model_scale, upscale = _upscaler(model, scale, tile, overlap)
+    model_scale, upscale = _upscaler(model, scale, tile, overlap, device)
     scale = scale or model_scale
     if model_scale != scale:
         raise ArgumentError(f"model {name} upscales x{model_scale}, but the evaluation asks for x{scale} (--scale): "
@@ -187,8 +189,8 @@ def _warn_if_not_finite(scored: ImageScore, set_name: str, model_name: str) -> N
                            scored.name, metric, model_name, value, why)
 
 
-def _upscaler(model: Any, scale: int | None, tile: int,
-              overlap: int) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+def _upscaler(model: Any, scale: int | None, tile: int, overlap: int,
+              device: str | torch.device | None) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
     """The model's scale and a function from uint8 (C, h, w) LR to uint8 (C, h * scale, w * scale) SR."""
     if isinstance(model, str) and model == BICUBIC:
         if scale is None:
@@ -200,7 +202,7 @@ def _upscaler(model: Any, scale: int | None, tile: int,
         model = load_generator(model)
     from ..infer.upscale import Upscaler
 
-    upscaler = Upscaler(model, tile=tile, overlap=overlap)  # its outputs are clamped to [0, 1]
+    upscaler = Upscaler(model, tile=tile, overlap=overlap, device=device)  # its outputs are clamped to [0, 1]
     return upscaler.scale, lambda lr: (upscaler(lr.float() / 255) * 255).round().to(torch.uint8)
 
 

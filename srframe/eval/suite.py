@@ -48,7 +48,7 @@ ImageSet = tuple[str, Sequence[BenchmarkImage]]  # a named set of images already
 
 def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], scale: int, *,
               out_dir: Path | None = None, json_file: Path | None = None, save_images: bool = False,
-              lpips: bool = True, tile: int = 256, overlap: int = 32,
+              lpips: bool = True, tile: int = 256, overlap: int = 32, device: str | torch.device | None = None,
               on_image: Callable[[str, str], None] | None = None, title: str = "srframe evaluation",
               curves: Path | None = None, whole: bool = False) -> Suite:
     """Evaluate ``bicubic`` and each model (name -> generator) on each set (a benchmark folder, or a
@@ -83,7 +83,7 @@ def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], 
                     on_image(set_name, name)
 
             suite.results.append(evaluate_images(model, images, set_name, scale, lpips=metric, model_name=name,
-                                                 tile=tile, overlap=overlap, on_image=keep,
+                                                 tile=tile, overlap=overlap, device=device, on_image=keep,
                                                  save_dir=_images_dir(out_dir, save_images, set_name, name)))
         if out_dir is None:
             continue

@@ -76,7 +76,8 @@ class Engine:
         train = self.spec.train
         # Fail early: every stage's losses are built now (a missing VGG for stage 2 shows before step 1).
         self.losses = [build_losses(stage, processes.device, registry) for stage in self.spec.stages]
-        self.feed = TrainingFeed(recipe, processes, registry, train.channels_last)
+        self.feed = TrainingFeed(recipe, processes, registry, train.channels_last,
+                                 channels=self.spec.generator.params.get("in_channels", 3))
         self.validation = Validation.from_recipe(self.spec, registry) if processes.main else None
         torch.manual_seed(self.spec.seed)
         self.generator: Trainable = trainable(self.spec.generator.build(registry), processes, train)

@@ -21,10 +21,12 @@ from .validate import validation_images
 
 
 def report_run(run_dir: str | Path, data: Sequence[str | Path] = (), out_dir: Path | None = None, *,
-               lpips: bool = True, on_image: Callable[[str, str], None] | None = None) -> Suite:
+               lpips: bool = True, device: str | None = None,
+               on_image: Callable[[str, str], None] | None = None) -> Suite:
     """Evaluate a run's stages and write its report (default ``RUN_DIR/report``).
 
-    ``data``: benchmark folders; default: the images of the recipe's ``[data.val]``. Raises
+    ``data``: benchmark folders; default: the images of the recipe's ``[data.val]``. ``device`` runs the
+    generators there (None: the CPU, where they are loaded). Raises
     CheckpointError when no stage has finished, RecipeError when there is nothing to evaluate on.
     """
     from ..plugins import registry
@@ -45,4 +47,5 @@ def report_run(run_dir: str | Path, data: Sequence[str | Path] = (), out_dir: Pa
         sets = [("validation", validation_images(spec.data.val.build(registry), spec.scale))]
     out_dir = out_dir or run.path / "report"
     return run_suite(models, sets, spec.scale, out_dir=out_dir, json_file=out_dir / "table.json", lpips=lpips,
-                     on_image=on_image, title=f"{spec.name}: bicubic and each stage", curves=run.curves, whole=True)
+                     device=device, on_image=on_image, title=f"{spec.name}: bicubic and each stage",
+                     curves=run.curves, whole=True)
