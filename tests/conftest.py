@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,15 +71,17 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 _OUTPUT_OPTIONS = ("-o", "--out", "--json", "--run-dir")
 
 
-def _cli_inputs(argv: list[str]) -> list[Path]:
+def _cli_inputs(argv: list[str], cwd: Path | None = None) -> list[Path]:
     """Every file a command line reads: files named on it and the files inside folders named on it,
-    outside the folders it writes to (``-o``, ``--json``, ``--run-dir``, and ``report``'s RUN_DIR/report)."""
+    outside the folders it writes to (``-o``, ``--json``, ``--run-dir``, and ``report``'s RUN_DIR/report).
+    Relative paths are taken from ``cwd`` (default: this process's)."""
     args = [str(a) for a in argv]
-    outputs = [Path(args[i + 1]).resolve() for i, a in enumerate(args[:-1]) if a in _OUTPUT_OPTIONS]
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    outputs = [(here / args[i + 1]).resolve() for i, a in enumerate(args[:-1]) if a in _OUTPUT_OPTIONS]
     if "report" in args:
-        outputs += [Path(a).resolve() / "report" for a in args if Path(a).is_dir()]
-    named = [Path(a) for i, a in enumerate(args) if (i == 0 or args[i - 1] not in _OUTPUT_OPTIONS)
-             and len(a) < 1024 and Path(a).exists()]
+        outputs += [(here / a).resolve() / "report" for a in args if len(a) < 1024 and (here / a).is_dir()]
+    named = [here / a for i, a in enumerate(args) if (i == 0 or args[i - 1] not in _OUTPUT_OPTIONS)
+             and len(a) < 1024 and (here / a).exists()]
     files = []
     for path in named:
         for file in [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()):
@@ -85,26 +90,32 @@ def _cli_inputs(argv: list[str]) -> list[Path]:
     return files
 
 
+@contextlib.contextmanager
+def inputs_unchanged(argv: list[str], cwd: Path | None = None) -> Iterator[None]:
+    """Assert that running the command line inside the block changed or removed none of the files it reads."""
+    files = _cli_inputs(argv, cwd)
+
+    def digests() -> dict[Path, str | None]:
+        return {f: hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None for f in files}
+
+    before = digests()
+    try:
+        yield
+    finally:
+        changed = [str(f) for f, digest in digests().items() if digest != before[f]]
+        assert not changed, f"srframe {' '.join(map(str, argv))} changed or removed its inputs: {changed}"
+
+
 @pytest.fixture(autouse=True)
 def cli_leaves_its_inputs_unchanged(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     """Every test that runs ``srframe.cli.main`` checks that no file it reads was changed or removed."""
-    import hashlib
-
     import srframe.cli
 
     original = srframe.cli.main
 
-    def digests(files: list[Path]) -> dict[Path, str | None]:
-        return {f: hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None for f in files}
-
     def main(argv=None):
-        files = _cli_inputs(list(argv or []))
-        before = digests(files)
-        try:
+        with inputs_unchanged(list(argv or [])):
             return original(argv)
-        finally:
-            changed = [str(f) for f, digest in digests(files).items() if digest != before[f]]
-            assert not changed, f"srframe {' '.join(map(str, argv or []))} changed or removed its inputs: {changed}"
 
     monkeypatch.setattr(srframe.cli, "main", main)
     if getattr(request.module, "main", None) is original:

@@ -222,9 +222,13 @@ def cli_command(*args: str | Path) -> list[str]:
 
 def srframe_cli(*args: str | Path, cwd: Path, timeout: float = 120, extra_env: dict[str, str] | None = None
                 ) -> subprocess.CompletedProcess:
-    """``python -m srframe.cli ARGS`` in a subprocess; its output captured as text."""
-    return subprocess.run(cli_command(*args), cwd=cwd, env=env(**(extra_env or {})), capture_output=True, text=True,
-                          timeout=timeout)
+    """``python -m srframe.cli ARGS`` in a subprocess; its output captured as text. Asserts that the files
+    the command reads are unchanged afterwards."""
+    from conftest import inputs_unchanged
+
+    with inputs_unchanged(list(map(str, args)), cwd):
+        return subprocess.run(cli_command(*args), cwd=cwd, env=env(**(extra_env or {})), capture_output=True,
+                              text=True, timeout=timeout)
 
 
 def start_cli(*args: str | Path, cwd: Path, log: Path) -> subprocess.Popen:
