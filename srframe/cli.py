@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .plugins import host
 
         host.disable(*args.disable_plugins)
+    previous = signal.getsignal(signal.SIGTERM)
+    handles = args.handler is not _run and threading.current_thread() is threading.main_thread()
+    if handles:  # training stops at a checkpoint on its own; the rest stop like Ctrl-C
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         return args.handler(args)
     except TrainingInterrupted as exc:
@@ -44,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _stderr().print("srframe: interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        if handles:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -240,6 +253,12 @@ def _upscale(args: argparse.Namespace) -> int:
     if result.kept:
         lines.append(f"{len(result.kept)} existing output(s) kept as they were, e.g. {result.kept[0]}; "
                      "--overwrite replaces them")
+    if result.foreign:
+        lines.append(f"{len(result.foreign)} file(s) already at output paths were not written by srframe upscale and "
+                     f"are kept (never replaced), e.g. {result.foreign[0]}; move them or write elsewhere with -o")
+    if result.left_out:
+        lines.append(f"{len(result.left_out)} image(s) inside the output folder left out of the inputs, e.g. "
+                     f"{result.left_out[0]}")
     _stdout().print("\n".join(lines), highlight=False, markup=False)
     return 0
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +95,48 @@ def _finite(data: Any) -> Any:
     return data
 
 
-def write_png(array: np.ndarray, path: Path) -> Path:
+def write_png(array: np.ndarray, path: Path, software: str | None = None) -> Path:
     """Write an (H, W) or (H, W, C) uint8/uint16 array as PNG, 16-bit when the array is, whole or not at all.
 
+    ``software`` is recorded in the PNG's ``Software`` text chunk (see :func:`png_software`).
     Raises DataError when the file cannot be written.
     """
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
-    return write_atomically(path, lambda stream: _encode_png(array, stream))
+
+    def write(stream: Any) -> None:
+        _encode_png(array, stream)
+        if software is not None:  # a text chunk may follow the pixels: put it before IEND (the last 12 bytes)
+            stream.seek(-12, os.SEEK_END)
+            stream.write(_png_chunk(b"tEXt", b"Software\x00" + software.encode("latin-1")) + _png_chunk(b"IEND", b""))
+
+    return write_atomically(path, write)
+
+
+def png_software(path: Path) -> str | None:
+    """The ``Software`` text of a PNG file (None when it has none or is not a PNG), read by walking its chunks."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(8) != b"\x89PNG\r\n\x1a\n":
+                return None
+            while len(header := file.read(8)) == 8:
+                length, kind = int.from_bytes(header[:4], "big"), header[4:]
+                if kind == b"tEXt":
+                    key, _, text = file.read(length).partition(b"\x00")
+                    if key == b"Software":
+                        return text.decode("latin-1")
+                    file.seek(4, os.SEEK_CUR)
+                elif kind == b"IEND":
+                    return None
+                else:
+                    file.seek(length + 4, os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
 
 def _encode_png(array: np.ndarray, stream: Any) -> None:

@@ -28,6 +28,7 @@ import os
 import pickle
 import re
 import urllib.request
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -274,7 +275,9 @@ def _load_tensors(file: Path, what: str, fix: str = "") -> dict[str, torch.Tenso
         tensors = _read_safetensors(file, what, fix)
     else:
         try:
-            tensors = torch.load(file, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's pickle-protocol notes would precede the one-line error
+                warnings.simplefilter("ignore")
+                tensors = torch.load(file, map_location="cpu", weights_only=True)
         except Exception as exc:  # UnpicklingError, RuntimeError from a damaged zip, OSError alike
             raise WeightsError(f"{file} cannot be read as {what}: {torch_load_problem(exc)}. {NO_CODE}. {fix}") from exc
     if not isinstance(tensors, Mapping):

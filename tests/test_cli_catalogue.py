@@ -28,6 +28,13 @@ def world(tmp_path_factory):
     (root / "tiny").mkdir()
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "tiny" / "small.png")
     (root / "empty").mkdir()
+    (root / "pairs").mkdir()
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "pairs" / "y_HR.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / "pairs" / "y_LRx4.png")
+    (root / "pairs_and_more").mkdir()
+    for name in ("y_HR.png", "y_LRx4.png"):
+        (root / "pairs_and_more" / name).write_bytes((root / "pairs" / name).read_bytes())
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "pairs_and_more" / "z.png")
     (root / "twins").mkdir()
     for suffix in (".png", ".bmp"):
         Image.fromarray(rng.integers(0, 256, (32, 30, 3), dtype=np.uint8)).save(root / "twins" / f"x{suffix}")
@@ -66,19 +73,24 @@ CATALOGUE = [
     ("eval {root}/x2.safetensors --data {root}/set --scale 3 --no-lpips", "upscales x2, but the evaluation asks for x3"),
     ("eval --data {root}/set --no-lpips", "give --scale, or a model to take it from"),
     ("eval --data {root}/set --scale 2 --no-lpips --json {root}/set", "--json {root}/set is a folder"),
-    ("eval --data {root}/set --scale 2 --no-lpips --json {root}/set/a.png", "is one of the benchmark images"),
+    ("eval --data {root}/set --scale 2 --no-lpips --json {root}/set/a.png", "is inside the benchmark folder"),
+    ("eval --data {root}/set --scale 2 --no-lpips --json {root}/set/t.json", "is inside the benchmark folder"),
+    ("eval --data {root}/set --scale 2 --no-lpips --device meta", "upscaling runs on 'cpu', 'cuda'"),
+    ("eval {root}/x2.safetensors --data {root}/set --no-lpips --device meta", "upscaling runs on 'cpu', 'cuda'"),
     ("eval --data {root}/set --scale 2 --no-lpips --json /dev/null/x.json", "the folder of --json /dev/null is a file"),
     ("eval --data {root}/set --scale 2 --no-lpips -o {root}", "would write the report into the benchmark folder"),
     ("eval --data {root}/set --scale 2 --no-lpips -o {root}/a_file", "is a file; give a folder"),
     ("eval --data {root}/tiny --scale 4 --no-lpips", "small.png: 16x16 pixels is too small to score at x4"),
     ("eval --data {root}/empty --scale 2 --no-lpips", "empty: no image files"),
+    ("eval --data {root}/pairs --scale 2 --no-lpips", "no LR image at x2 (LR scales found: x4)"),
+    ("eval --data {root}/pairs_and_more --scale 4 --no-lpips", "and images that are neither: z.png"),
     ("eval --data {root}/twins --scale 2 --no-lpips", "images must have distinct names without their suffix: x.bmp, x.png"),
     ("eval --data {root}/nope --scale 2 --no-lpips", "nope: no such folder"),
     ("eval --data {root}/set --scale 2 --no-lpips --save-images", "--save-images needs --out"),
     ("eval {root}/x2.safetensors {root}/x2.safetensors --data {root}/set --no-lpips", "distinct names"),
     ("eval {root}/x2.safetensors --data {root}/set --no-lpips --tile 0", "tile must be >= 1"),
     ("eval --data {root}/set {root}/set --scale 2 --no-lpips", "distinct folder names: set given more than once"),
-    ("report {root}/nope", "nope"),
+    ("report {root}/nope", "nope: no such folder"),
     ("recipe check {root}/nope.toml", "recipe file not found"),
     ("recipe check {root}/good.toml --set generator.kind=\"nope\"", "nope"),
     ("run {root}/nope.toml", "recipe file not found"),

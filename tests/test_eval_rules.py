@@ -222,3 +222,14 @@ def test_validation_images_of_the_same_name_are_refused_naming_both(tmp_path):
     with pytest.raises(DataError, match=r"\[data.val\]: images must have distinct names without their suffix: "
                                         r".*x.bmp, .*x.png"):
         validation_images(dataset, 2)
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda sr, hr: psnr(sr.float().div(255).index_fill(-1, torch.tensor([3]), float("nan")), hr), "NaN or infinite"),
+    (lambda sr, hr: psnr(sr, hr, crop=-1), "crop must be >= 0"),
+    (lambda sr, hr: ssim(sr, hr, channel="lab"), "channel must be 'y' or 'rgb'"),
+    (lambda sr, hr: psnr(sr[:2], hr[:2]), r"takes grey \(1 channel\) or RGB \(3\) images, not 2 channels"),
+])
+def test_metric_arguments_it_cannot_score_are_refused(pair, call, says):
+    with pytest.raises(ArgumentError, match=says):
+        call(*pair)

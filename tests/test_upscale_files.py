@@ -107,11 +107,52 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_again(tmp_path, mo
     assert "--overwrite replaces them" in said
     assert _files(out) == first and not (out / "x2").exists()
 
-    (out / "a.png").write_bytes(b"a file of the user's")
+    assert "2 image(s) inside the output folder left out of the inputs" in said
+
     assert _upscale(inputs, "-o", out, "--overwrite", model_file=model_file) == 0
     said = capsys.readouterr().out
     assert said.startswith(f"2 image(s) written to {out}, 2 of them replacing existing files")
     assert _files(out) == first  # what was reported as written is what was written
+
+    (out / "a.png").write_bytes(_image(tmp_path / "mine.png", seed=9).read_bytes())  # the user's own photo there
+    mine = (out / "a.png").read_bytes()
+    assert _upscale(inputs, "-o", out, "--overwrite", model_file=model_file) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"1 image(s) written to {out}, 1 of them replacing existing files")
+    assert "1 file(s) already at output paths were not written by srframe upscale and are kept (never replaced)" in said
+    assert (out / "a.png").read_bytes() == mine
+
+
+def test_overwrite_never_replaces_a_photo_that_srframe_did_not_write(tmp_path, model_file, capsys):
+    photos = tmp_path / "photos"
+    _image(photos / "a.png")
+    own = _image(photos / "sub" / "a.png", seed=4)  # the user's photo, in the folder then named as output
+    before = own.read_bytes()
+    assert _upscale(photos, "-o", photos / "sub", "--overwrite", model_file=model_file) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("0 image(s) written") and "not written by srframe upscale" in said
+    assert "1 image(s) inside the output folder left out of the inputs" in said
+    assert own.read_bytes() == before
+
+
+def test_an_input_folder_inside_the_output_folder_is_upscaled(tmp_path, model_file, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _image(tmp_path / "sub" / "a.png")
+    assert _upscale("sub", "-o", ".", model_file=model_file) == 0
+    assert capsys.readouterr().out.startswith("1 image(s) written to .")
+    assert (tmp_path / "a.png").is_file() and (tmp_path / "sub" / "a.png").is_file()
+
+
+def test_the_outputs_record_who_wrote_them(tmp_path):
+    from srframe.outputs import png_software
+
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        path = write_png(np.full((4, 5, 3), top, dtype=dtype), tmp_path / f"{dtype.__name__}.png", software="me")
+        assert png_software(path) == "me"
+        from srframe.data.images import decode_image
+
+        assert decode_image(path).dtype == dtype and int(decode_image(path).min()) == top
+    assert png_software(_image(tmp_path / "plain.png")) is None
 
 
 def test_an_existing_file_of_another_name_in_the_output_folder_is_kept_and_named(tmp_path, model_file, capsys):
@@ -119,10 +160,12 @@ def test_an_existing_file_of_another_name_in_the_output_folder_is_kept_and_named
     out = tmp_path / "out"
     _image(out / "a.png", seed=5)
     before = _files(out)
-    assert _upscale(photo, "-o", out, model_file=model_file) == 0
-    said = capsys.readouterr().out
-    assert "1 existing output(s) kept as they were, e.g. " + str(out / "a.png") in said
-    assert _files(out) == before
+    for extra in ([], ["--overwrite"]):
+        assert _upscale(photo, "-o", out, *extra, model_file=model_file) == 0
+        said = capsys.readouterr().out
+        assert "1 file(s) already at output paths were not written by srframe upscale and are kept (never " \
+               f"replaced), e.g. {out / 'a.png'}" in said
+        assert _files(out) == before
 
 
 @pytest.mark.parametrize("where", ["under a file", "under /dev/null"])
@@ -148,3 +191,22 @@ def test_the_input_guard_of_the_cli_tests_sees_what_a_command_reads(tmp_path):
     _image(tmp_path / "in" / "out" / "old.png")
     read = _cli_inputs(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "in" / "out"), "--model", str(photo)])
     assert sorted(read) == [photo, photo]  # the folder's image and the --model file; not the output folder's
+
+
+def test_sigterm_stops_an_upscale_like_ctrl_c_and_leaves_no_half_file(tmp_path, model_file):
+    import subprocess
+    import sys
+    import time
+
+    big = _image(tmp_path / "in" / "big.png", size=(800, 800))
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-m", "srframe.cli", "upscale", str(big), "-o", str(out), "--model",
+                              str(model_file), "--tile", "32"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:  # the output folder is made just before the work
+        time.sleep(0.05)
+    time.sleep(0.5)
+    child.terminate()
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and "srframe: interrupted" in err
+    assert not [p for p in out.iterdir()] if out.exists() else True  # no half-written or temporary file

@@ -65,12 +65,26 @@ class SetResult:
 
 
 def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
-    """The HR/LR pairs of a benchmark folder (canonical pairs, or HR only with LR made by the MATLAB bicubic)."""
+    """The HR/LR pairs of a benchmark folder (canonical pairs, or HR only with LR made by the MATLAB bicubic).
+
+    A folder with any ``NAME_HR`` or ``NAME_LRxN`` file is a folder of pairs: each of its HR images
+    needs its ``NAME_LRx<scale>`` (LR images of other scales are ignored) and any other image is
+    refused, so LR images are never scored as HR images. Raises DataError naming what does not fit.
+    """
     folder = Path(folder)
     files = list_images(folder)
     hr_files = [p for p in files if re.search(r"[_-]HR$", p.stem, re.IGNORECASE)]
-    lr_files = [p for p in files if re.search(rf"[_-]LR[_-]?x{scale}$", p.stem, re.IGNORECASE)]
-    if hr_files and lr_files:
+    lr_scales = {p: int(m.group(1)) for p in files if (m := re.search(r"[_-]LR[_-]?x(\d+)$", p.stem, re.IGNORECASE))}
+    if hr_files or lr_scales:  # a folder of canonical pairs: every image must be a part of one
+        lr_files = [p for p, found in lr_scales.items() if found == scale]
+        if not lr_files:
+            found = ", ".join(f"x{n}" for n in sorted(set(lr_scales.values()))) or "none"
+            raise DataError(f"{folder}: holds HR/LR pairs (NAME_HR with NAME_LRx{scale}) but no LR image at "
+                            f"x{scale} (LR scales found: {found}); evaluate at a scale it has with --scale")
+        others = [p.name for p in files if p not in hr_files and p not in lr_scales]
+        if others:
+            raise DataError(f"{folder}: holds HR/LR pairs (NAME_HR with NAME_LRx{scale}) and images that are "
+                            f"neither: {', '.join(others[:10])}; move them out, or into a folder of HR images")
         return [benchmark_image(key, hr_path, scale, lr_path)
                 for key, hr_path, lr_path in match_pairs(folder, hr_files, folder, lr_files)]
     refuse_shared_names([(path.stem, path.name) for path in files], str(folder))
@@ -134,6 +148,8 @@ def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: 
         scale = int(model.scale)
     if scale is None:
         raise ArgumentError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
+    if not isinstance(model, str):
+        _check_scale(int(model.scale), scale, model_name)  # before reading the folder at a scale it cannot use
     return evaluate_images(model, load_benchmark(folder, scale), Path(folder).name, scale, crop=crop, lpips=lpips,
                            model_name=model_name, tile=tile, overlap=overlap, device=device, save_dir=save_dir,
                            on_image=on_image)
@@ -147,9 +163,7 @@ def evaluate_images(model: Any, images: Iterable[BenchmarkImage], set_name: str,
     name = model_name or model_name_of(model)
     model_scale, upscale = _upscaler(model, scale, tile, overlap, device)
     scale = scale or model_scale
-    if model_scale != scale:
-        raise ArgumentError(f"model {name} upscales x{model_scale}, but the evaluation asks for x{scale} (--scale): "
-                            f"evaluate it at x{model_scale}, or evaluate an x{scale} model")
+    _check_scale(model_scale, scale, name)
     result = SetResult(set_name, name)
     crop = crop if crop is not None else scale
     for image in images:
@@ -177,6 +191,12 @@ def score(sr: torch.Tensor, hr: torch.Tensor, crop: int, lpips: Any = None, name
         with torch.no_grad():
             distance = float(lpips(*rgb)[0])
     return ImageScore(name, float(psnr(sr_f, hr_f, crop)[0]), float(ssim(sr_f, hr_f, crop)[0]), distance)
+
+
+def _check_scale(model_scale: int, scale: int, name: str) -> None:
+    if model_scale != scale:
+        raise ArgumentError(f"model {name} upscales x{model_scale}, but the evaluation asks for x{scale} (--scale): "
+                            f"evaluate it at x{model_scale}, or evaluate an x{scale} model")
 
 
 def _warn_if_not_finite(scored: ImageScore, set_name: str, model_name: str) -> None:
@@ -209,7 +229,8 @@ def _upscaler(model: Any, scale: int | None, tile: int, overlap: int,
 def _read_8bit(path: Path) -> torch.Tensor:
     image = read_image(path, rgb=False)
     if image.dtype != torch.uint8:
-        raise DataError(f"{path}: benchmark images are 8-bit; this one is {image.dtype}")
+        raise DataError(f"{path}: benchmark images are 8-bit (the protocol's PSNR peak is 255); this one is 16-bit: "
+                        "save an 8-bit copy to evaluate it (srframe upscale takes 16-bit images as they are)")
     return image
 
 

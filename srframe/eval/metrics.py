@@ -13,6 +13,7 @@ refused rather than silently misread. Results are one float64 value per image; P
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -51,6 +52,8 @@ def as_unit_float(img: torch.Tensor, name: str = "image") -> torch.Tensor:
     if not img.is_floating_point():
         raise ArgumentError(f"{name} is {img.dtype}: metrics take float images in [0, 1], or uint8/uint16 images")
     low, high = (float(v) for v in torch.aminmax(img.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ArgumentError(f"{name} holds NaN or infinite values: metrics take floats in [0, 1]")
     if low < -_FLOAT_SLACK or high > 1 + _FLOAT_SLACK:
         hint = " (0..255? divide by 255, or pass uint8)" if high > 1 + _FLOAT_SLACK else ""
         raise ArgumentError(f"{name} holds floats from {low:g} to {high:g}: metrics take floats in [0, 1]{hint}")
@@ -65,6 +68,12 @@ def _prepare(sr: torch.Tensor, hr: torch.Tensor, crop: int, channel: Channel) ->
         sr, hr = sr.unsqueeze(0), hr.unsqueeze(0)
     if sr.dim() != 4:
         raise ArgumentError(f"metrics take (N, C, H, W) or (C, H, W) images, got shape {tuple(sr.shape)}")
+    if channel not in ("y", "rgb"):
+        raise ArgumentError(f"channel must be 'y' or 'rgb', not {channel!r}")
+    if channel == "y" and sr.shape[1] not in (1, 3):
+        raise ArgumentError(f"channel='y' takes grey (1 channel) or RGB (3) images, not {sr.shape[1]} channels")
+    if crop < 0:
+        raise ArgumentError(f"crop must be >= 0 pixels per border, got {crop}")
     sr, hr = as_unit_float(sr, "the SR image"), as_unit_float(hr, "the HR image")
     if channel == "y" and sr.shape[1] == 3:
         sr, hr = rgb_to_y(sr), rgb_to_y(hr)

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from ..data.files import list_images
 from ..errors import ArgumentError, DataError, WeightsError
 from ..outputs import check_output_file, ensure_writable_folder, strict_json, write_text
 from .benchmark import BICUBIC, BenchmarkImage, ImageScore, SetResult, evaluate_images, load_benchmark
@@ -63,6 +62,10 @@ def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], 
     """
     if scale < 1:
         raise ArgumentError(f"scale must be >= 1 (the upscaling factor), got {scale}")
+    if device is not None:
+        from ..infer.upscale import checked_device
+
+        checked_device(device)  # also when only the bicubic baseline runs
     _check_outputs(sets, [BICUBIC, *models], out_dir, json_file)
     metric = load_lpips() if lpips else None
     suite = Suite(scale)
@@ -117,9 +120,10 @@ def _check_outputs(sets: Sequence[str | Path | ImageSet], model_names: list[str]
     folders = {Path(entry).resolve(): Path(entry) for entry in sets if not isinstance(entry, tuple)}
     if json_file is not None:
         check_output_file(json_file, "--json")
-        inputs = {p.resolve() for folder in folders.values() if folder.is_dir() for p in list_images(folder)}
-        if json_file.resolve() in inputs:
-            raise DataError(f"--json {json_file} is one of the benchmark images; name another file")
+        inside = [folder for resolved, folder in folders.items() if json_file.resolve().is_relative_to(resolved)]
+        if inside:
+            raise DataError(f"--json {json_file} is inside the benchmark folder {inside[0]}; a file there would be "
+                            "read as one of its images next time: name a file elsewhere")
     if out_dir is None:
         return
     ensure_writable_folder(out_dir, "the report folder (-o)")

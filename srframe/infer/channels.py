@@ -89,6 +89,10 @@ def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", inverse, ycbcr - offset).clamp_(0, 1)
 
 
+TRANSPARENT = 1 / 512  # alpha below half an 8-bit level: fully transparent, colour 0
+
+
 def unpremultiply(colour: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Premultiplied colour / alpha, clamped to [0, 1]; 0 where alpha is 0 (fully transparent)."""
-    return torch.where(alpha > 0, colour / alpha, 0.0).clamp_(0, 1)
+    """Premultiplied colour / alpha (both as resized, overshoot included), clamped to [0, 1]; 0 where alpha
+    is below :data:`TRANSPARENT` (fully transparent once written, even at 8 bits)."""
+    return torch.where(alpha >= TRANSPARENT, colour / alpha, 0.0).clamp_(0, 1)

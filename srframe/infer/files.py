@@ -19,10 +19,11 @@ from typing import Any
 from ..data.files import list_images
 from ..data.images import decode_image
 from ..errors import DataError
-from ..outputs import ensure_writable_folder, write_png
+from ..outputs import ensure_writable_folder, png_software, write_png
 from .upscale import Precision, Upscaler
 
 SHOWN = 10  # clashing files listed in an error before "and N more"
+SOFTWARE = "srframe upscale"  # the Software text of every PNG it writes: what --overwrite may replace
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,19 @@ class Job:
 
 @dataclass
 class UpscaleResult:
-    """What :func:`upscale_files` did: the files written (new, or replaced with ``overwrite``) and the
-    existing outputs it kept."""
+    """What :func:`upscale_files` did, file by file."""
 
     written: list[Path] = field(default_factory=list)
-    replaced: list[Path] = field(default_factory=list)  # the part of ``written`` that replaced a file
-    kept: list[Path] = field(default_factory=list)  # existing outputs left as they were (no ``overwrite``)
+    replaced: list[Path] = field(default_factory=list)  # the part of ``written`` that replaced an earlier output
+    kept: list[Path] = field(default_factory=list)  # earlier outputs left as they were (no ``overwrite``)
+    foreign: list[Path] = field(default_factory=list)  # files at output paths srframe did not write: never replaced
+    left_out: list[Path] = field(default_factory=list)  # images of input folders inside the output folder
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    left_out: list[Path]
 
 
 def upscale_files(model: Any, inputs: list[Path], out_dir: Path, *, tile: int = 256, overlap: int = 32,
@@ -49,29 +57,36 @@ def upscale_files(model: Any, inputs: list[Path], out_dir: Path, *, tile: int = 
     """Upscale every image file in ``inputs`` (files, or folders searched recursively) into ``out_dir``.
 
     ``model`` is a generator, or a component file or run directory (loaded once the inputs and
-    outputs have been checked, so a mistake in them is reported at once). Existing outputs are kept (listed in the result's ``kept``) unless ``overwrite``. ``progress``
-    is a rich Progress to show tiles done per image; ``upscaler_options`` go to :class:`Upscaler`.
+    outputs have been checked, so a mistake in them is reported at once). Each PNG written records
+    ``srframe upscale`` as its Software; an existing file at an output path is replaced only with
+    ``overwrite`` and only when it carries that mark; a file without it (the user's own) is never
+    replaced. The result lists each case. ``progress`` is a rich Progress to show tiles done per
+    image; ``upscaler_options`` go to :class:`Upscaler`.
 
     Raises:
         CheckpointError: ``model`` is a path that holds no generator.
         DataError: an input is missing, an output would replace an input or be shared by two inputs
             (all clashes listed, before any image is upscaled), or ``out_dir`` cannot be written.
     """
-    jobs = plan_outputs(inputs, out_dir)
-    result = UpscaleResult()
+    plan = plan_outputs(inputs, out_dir)
+    result = UpscaleResult(left_out=plan.left_out)
     todo = []
-    for job in jobs:
-        if job.target.exists() and not overwrite:
-            result.kept.append(job.target)
-        else:
+    for job in plan.jobs:
+        if not job.target.exists():
             todo.append(job)
-    ensure_writable_folder(out_dir, "the output folder (-o)")
+        elif png_software(job.target) != SOFTWARE:
+            result.foreign.append(job.target)
+        elif overwrite:
+            todo.append(job)
+        else:
+            result.kept.append(job.target)
     if isinstance(model, (str, Path)):
         from ..component_files import load_generator
 
         model = load_generator(model)
     upscaler = Upscaler(model, tile=tile, overlap=overlap, batch_size=batch_size, precision=precision,
                         channels_last=channels_last, **upscaler_options)
+    ensure_writable_folder(out_dir, "the output folder (-o)")
     overall = progress.add_task("images", total=len(todo)) if progress else None
     for job in todo:
         array = decode_image(job.source)
@@ -80,7 +95,7 @@ def upscale_files(model: Any, inputs: list[Path], out_dir: Path, *, tile: int = 
             task = progress.add_task(job.source.name, total=upscaler.tiles_for(*array.shape[:2]))
             on_tiles = lambda n, task=task: progress.advance(task, n)  # noqa: E731
         existed = job.target.exists()
-        write_png(upscaler(array, on_tiles), job.target)
+        write_png(upscaler(array, on_tiles), job.target, software=SOFTWARE)
         result.written.append(job.target)
         if existed:
             result.replaced.append(job.target)
@@ -90,11 +105,12 @@ def upscale_files(model: Any, inputs: list[Path], out_dir: Path, *, tile: int = 
     return result
 
 
-def plan_outputs(inputs: list[Path], out_dir: Path) -> list[Job]:
+def plan_outputs(inputs: list[Path], out_dir: Path) -> Plan:
     """Each input image and its output PNG, checked before any work.
 
-    Folders are searched recursively, leaving out ``out_dir`` when it lies inside them (so a second
-    run does not upscale the first run's outputs). The same file named twice counts once.
+    Folders are searched recursively, leaving out the output folder when it lies inside them (so a
+    second run does not upscale the first run's outputs; the images left out are listed). The same
+    file named twice counts once.
 
     Raises:
         DataError: an input does not exist; ``out_dir`` is an input folder or an image file; an
@@ -106,16 +122,20 @@ def plan_outputs(inputs: list[Path], out_dir: Path) -> list[Job]:
         raise DataError(f"-o {out_dir} is a file: -o names the folder the upscaled images are written to")
     out_resolved = out_dir.resolve()
     jobs: dict[Path, Job] = {}  # by resolved source
+    left_out: list[Path] = []
     for item in inputs:
         item = Path(item)
         if item.is_dir():
             if item.resolve() == out_resolved:
                 raise DataError(f"-o {out_dir} is the input folder {item}: the outputs would mix with (and could "
                                 f"replace) its images; write them elsewhere, e.g. -o {item / 'upscaled'}")
-            found = [(path, path.relative_to(item)) for path in list_images(item, recursive=True)
-                     if not path.resolve().is_relative_to(out_resolved)]
+            images = list_images(item, recursive=True)
+            inside = out_resolved.is_relative_to(item.resolve())  # the output folder lies within this input
+            left_out += [path for path in images if inside and path.resolve().is_relative_to(out_resolved)]
+            found = [(path, path.relative_to(item)) for path in images if path not in left_out]
             if not found:
-                raise DataError(f"{item}: no images outside the output folder {out_dir}")
+                raise DataError(f"{item}: its only images are inside the output folder {out_dir}, which is not "
+                                "read as input; move them, or write the outputs elsewhere")
         elif item.is_file():
             found = [(item, Path(item.name))]
         else:
@@ -123,7 +143,7 @@ def plan_outputs(inputs: list[Path], out_dir: Path) -> list[Job]:
         for source, relative in found:
             jobs.setdefault(source.resolve(), Job(source, out_dir / relative.with_suffix(".png")))
     _refuse_clashes(list(jobs.values()), set(jobs))
-    return list(jobs.values())
+    return Plan(list(jobs.values()), left_out)
 
 
 def _refuse_clashes(jobs: list[Job], sources: set[Path]) -> None:

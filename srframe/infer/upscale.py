@@ -68,7 +68,7 @@ class Upscaler:
         self.scale = int(model.scale)
         self.channels = model_channels(model)
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
-        self.device = _device_of(model) if device is None else _checked_device(device)
+        self.device = _device_of(model) if device is None else checked_device(device)
         self.precision = precision
         self.dtype = DTYPES[precision]
         on_cpu = self.device.type == "cpu"
@@ -87,9 +87,9 @@ class Upscaler:
         """Super-resolve one image (or a batch tensor); ``on_progress(n)`` hears of every ``n`` tiles done.
 
         Raises:
-            TypeError: not a PIL image, numpy array or float tensor, or an array of another dtype
-                than uint8, uint16 or float.
-            ArgumentError: a shape or channel count that is no image, or float values that are inf/NaN.
+            TypeError: not a PIL image, numpy array or tensor.
+            ArgumentError: a tensor that is not float, an array other than uint8, uint16 or float, a
+                shape or channel count that is no image, float values outside [0, 1] or inf/NaN.
             InferenceError: the model's output holds inf or NaN.
         """
         if isinstance(image, torch.Tensor):
@@ -113,7 +113,7 @@ class Upscaler:
         if image.dim() not in (3, 4):
             raise ArgumentError(f"a tensor image must be (C, H, W) or (N, C, H, W), got shape {tuple(image.shape)}")
         if not image.is_floating_point():
-            raise TypeError(f"a tensor image must be float in [0, 1], not {image.dtype} (divide a uint8 tensor by "
+            raise ArgumentError(f"a tensor image must be float in [0, 1], not {image.dtype} (divide a uint8 tensor by "
                             "255, or pass the numpy array)")
         batch = image if image.dim() == 4 else image[None]
         _check_finite_input(batch)
@@ -132,7 +132,7 @@ class Upscaler:
         elif np.issubdtype(array.dtype, np.floating):
             top = 1.0
         else:
-            raise TypeError(f"image arrays must be uint8, uint16 or float in [0, 1], not {array.dtype}")
+            raise ArgumentError(f"image arrays must be uint8, uint16 or float in [0, 1], not {array.dtype}")
         lr = _host_tensor(array if array.ndim == 3 else array[..., None]).permute(2, 0, 1)[None]  # a view
         if top == 1.0:
             _check_finite_input(lr)
@@ -146,7 +146,9 @@ class Upscaler:
         layout = layout_for(lr.shape[1], self.channels)
 
         def run(windows: torch.Tensor) -> torch.Tensor:
-            return self._run(to_model(colour_of(_as_float(windows, top, self.device), layout), layout))
+            sr = self._run(to_model(colour_of(_as_float(windows, top, self.device), layout), layout))
+            # premultiplied colour keeps its overshoot, as the alpha it is divided by does (no halo)
+            return sr.clamp(0, None if layout.alpha else 1)
 
         def finish(rows: slice, block: torch.Tensor) -> None:
             step = _CHUNK_ROWS * self.scale
@@ -158,7 +160,7 @@ class Upscaler:
         upscale_tiled(run, lr, self.scale, self.tile, self.overlap, self.batch_size, on_progress, write=finish)
 
     def _run(self, lr: torch.Tensor) -> torch.Tensor:
-        """The model on a batch of windows (N, in_channels, h, w): float32 in [0, 1], checked for inf/NaN."""
+        """The model on a batch of windows (N, in_channels, h, w): float32, checked for inf/NaN, not clamped."""
         lr = lr.to(self.device, self.dtype)
         if self.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
@@ -166,7 +168,7 @@ class Upscaler:
             sr = self.model(lr)
             if not bool(torch.isfinite(sr).all()):
                 raise InferenceError(self._non_finite_message(sr))
-            return sr.float().clamp_(0, 1)
+            return sr.float()
 
     def _finish(self, block: torch.Tensor, rows: slice, lr: torch.Tensor, top: float, layout: Layout) -> torch.Tensor:
         """Blended model output rows (1, model channels, n, sW) -> the image's channels (1, C, n, sW)."""
@@ -176,9 +178,9 @@ class Upscaler:
             side = _bicubic_rows(lambda x: side_planes(x, layout), lr, top, rows, self.scale, block.device)
             if layout.mode == "luma":
                 block = ycbcr_to_rgb(torch.cat([block, side[:, :2]], dim=1))
-            if layout.alpha:
+            if layout.alpha:  # divided by the alpha as resized, overshoot included, so flat colour stays flat
                 alpha = side[:, -1:]
-                block = torch.cat([unpremultiply(block, alpha), alpha], dim=1)
+                block = torch.cat([unpremultiply(block, alpha), alpha.clamp(0, 1)], dim=1)
         return block
 
     def _non_finite_message(self, sr: torch.Tensor) -> str:
@@ -208,7 +210,7 @@ def upscale(model: torch.nn.Module, image: Any, *, tile: int = 256, overlap: int
     channels, alpha, memory and inf/NaN outputs are the module's; errors are :class:`Upscaler`'s.
     """
     settings = (precision, channels_last, optimize)
-    target = _device_of(model) if device is None else _checked_device(device)
+    target = _device_of(model) if device is None else checked_device(device)
     stamp = _state_stamp(model)
     stamp = None if stamp is None else (target, stamp)
     cached = _prepared.get(model, {}).get(settings)
@@ -240,8 +242,9 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu") if tensor is None else tensor.device
 
 
-def _checked_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch.device that torch has here, or ArgumentError."""
+def checked_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device that torch has here and upscaling can run on (cpu, cuda, mps), or
+    ArgumentError naming it and what would work."""
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
@@ -256,6 +259,8 @@ def _checked_device(device: str | torch.device) -> torch.device:
             raise ArgumentError(f"device {str(device)!r}: there are {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ArgumentError("device 'mps': this torch has no usable MPS (Apple GPU) here; use device 'cpu'")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ArgumentError(f"device {str(device)!r}: upscaling runs on 'cpu', 'cuda' (or 'cuda:N') or 'mps'")
     return device
 
 
@@ -267,8 +272,13 @@ def _host_tensor(array: np.ndarray) -> torch.Tensor:
 
 
 def _check_finite_input(image: torch.Tensor) -> None:
-    if not bool(torch.isfinite(image).all()):
+    """ArgumentError for a float image with inf, NaN or values outside [0, 1] (0..255 floats, most often)."""
+    low, high = (float(v) for v in torch.aminmax(image))
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ArgumentError("the image holds inf or NaN values; float images must be in [0, 1]")
+    if low < -1e-3 or high > 1 + 1e-3:
+        hint = " (0..255? divide by 255, or pass uint8)" if high > 1 + 1e-3 else ""
+        raise ArgumentError(f"the image holds floats from {low:g} to {high:g}; float images must be in [0, 1]{hint}")
 
 
 def _as_float(x: torch.Tensor, top: float, device: torch.device) -> torch.Tensor:
@@ -279,7 +289,7 @@ def _as_float(x: torch.Tensor, top: float, device: torch.device) -> torch.Tensor
 
 def _bicubic_rows(planes_of: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor, top: float, rows: slice,
                   scale: int, device: torch.device) -> torch.Tensor:
-    """HR ``rows`` of the MATLAB bicubic (clamped) of ``planes_of(lr)``, made block by block on ``device``.
+    """HR ``rows`` of the MATLAB bicubic (not clamped) of ``planes_of(lr)``, made block by block on ``device``.
 
     ``lr`` (1, C, H, W) in [0, ``top``]; ``rows`` starts at a multiple of ``scale``. Each block reads
     ``_MARGIN`` LR pixels beyond its own, so it equals the same rows and columns of the whole image's
@@ -293,7 +303,7 @@ def _bicubic_rows(planes_of: Callable[[torch.Tensor], torch.Tensor], lr: torch.T
         right = min(width, left + _BICUBIC_COLUMNS)
         left_in, right_in = max(0, left - _MARGIN), min(width, right + _MARGIN)
         planes = planes_of(_as_float(lr[..., top_in:bottom_in, left_in:right_in], top, device))
-        resized = imresize(planes, scale=scale, clamp=True)
+        resized = imresize(planes, scale=scale)
         blocks.append(resized[..., rows.start - top_in * scale:rows.stop - top_in * scale,
                               (left - left_in) * scale:(right - left_in) * scale])
     return torch.cat(blocks, dim=-1)

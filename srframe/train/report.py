@@ -32,6 +32,8 @@ def report_run(run_dir: str | Path, data: Sequence[str | Path] = (), out_dir: Pa
     from ..plugins import registry
 
     run = RunDir(Path(run_dir))
+    if not run.path.is_dir():
+        raise CheckpointError(f"{run.path}: no such folder (give a run directory made by `srframe run`)")
     if not run.recipe.is_file():
         raise CheckpointError(f"{run.path} is not a srframe run directory (it has no recipe.toml)")
     spec = load_recipe(run.recipe).spec
