@@ -5,7 +5,8 @@ Outputs are named after their inputs, with ``.png``; a folder's layout is kept.
 
 Nothing a user has is lost (see :func:`plan_outputs`): an output never replaces an input, two
 inputs never share an output, an output folder inside an input folder is not read as input,
-and an existing output is kept unless ``overwrite`` (either way, the result says which).
+an existing output is kept unless ``overwrite``, and a file srframe did not write is never
+replaced (the result says which is which).
 Every PNG is written whole or not at all, so a killed run leaves no half-written file.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
 
 from ..data.files import list_images
 from ..data.images import decode_image
@@ -47,6 +47,8 @@ class UpscaleResult:
 
 @dataclass
 class Plan:
+    """The jobs of a command, and the images of its input folders left out (they are in the output folder)."""
+
     jobs: list[Job]
     left_out: list[Path]
 
