@@ -114,25 +114,15 @@ def write_png(array: np.ndarray, path: Path, software: str | None = None) -> Pat
 
 
 def png_software(path: Path) -> str | None:
-    """The ``Software`` text of a PNG file (None when it has none or is not a PNG), read by walking its chunks."""
+    """The ``Software`` text of a PNG file (None when it has none or is not a PNG)."""
+    from .data.images import png_chunk
+
+    key = b"Software\x00"
     try:
-        with open(path, "rb") as file:
-            if file.read(8) != b"\x89PNG\r\n\x1a\n":
-                return None
-            while len(header := file.read(8)) == 8:
-                length, kind = int.from_bytes(header[:4], "big"), header[4:]
-                if kind == b"tEXt":
-                    key, _, text = file.read(length).partition(b"\x00")
-                    if key == b"Software":
-                        return text.decode("latin-1")
-                    file.seek(4, os.SEEK_CUR)
-                elif kind == b"IEND":
-                    return None
-                else:
-                    file.seek(length + 4, os.SEEK_CUR)
+        data = png_chunk(path, b"tEXt", key)
     except OSError:
         return None
-    return None
+    return data[len(key):].decode("latin-1") if data is not None else None
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

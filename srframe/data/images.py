@@ -94,7 +94,7 @@ def exif_orientation(path: Path, image: Any) -> int:
     from PIL import Image
 
     if image.format == "PNG":
-        data = _png_exif(path)
+        data = png_chunk(path, b"eXIf")
         exif = Image.Exif()
         if data:
             exif.load(data)
@@ -104,19 +104,23 @@ def exif_orientation(path: Path, image: Any) -> int:
     return orientation if orientation in range(1, 9) else 1
 
 
-def _png_exif(path: Path) -> bytes | None:
-    """The payload of a PNG's ``eXIf`` chunk, found by skipping from chunk header to chunk header."""
+def png_chunk(path: Path, kind: bytes, prefix: bytes = b"") -> bytes | None:
+    """The data of the first ``kind`` chunk of a PNG that starts with ``prefix`` (None: none, or not a PNG),
+    found by skipping from chunk header to chunk header, without decoding the pixels."""
     with open(path, "rb") as file:
-        file.seek(len(_PNG_SIGNATURE))
-        while header := file.read(8):
-            if len(header) < 8:
+        if file.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
+            return None
+        while len(header := file.read(8)) == 8:
+            length, found = int.from_bytes(header[:4], "big"), header[4:]
+            if found == b"IEND":
                 return None
-            length, kind = int.from_bytes(header[:4], "big"), header[4:]
-            if kind == b"eXIf":
-                return file.read(length)
-            if kind == b"IEND":
-                return None
-            file.seek(length + 4, os.SEEK_CUR)  # data and CRC
+            if found == kind and length >= len(prefix):
+                data = file.read(length)
+                if data.startswith(prefix):
+                    return data
+                file.seek(4, os.SEEK_CUR)  # its CRC
+            else:
+                file.seek(length + 4, os.SEEK_CUR)  # data and CRC
     return None
 
 

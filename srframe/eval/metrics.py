@@ -26,14 +26,14 @@ SSIM_WINDOW = 11  # Wang et al. (2004): an 11x11 Gaussian window, computed only 
 _FLOAT_SLACK = 1e-3  # floats a little outside [0, 1] (resampling overshoot) are accepted
 
 # MATLAB rgb2ycbcr, Y row, for RGB in [0, 1]: Y = 16 + 65.481 R + 128.553 G + 24.966 B (in 0..255)
-_Y_WEIGHTS = (65.481, 128.553, 24.966)
+Y_WEIGHTS = (65.481, 128.553, 24.966)
 
 
 def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
     """The Y channel of MATLAB's ``rgb2ycbcr`` on 0..255 scale: (N, 3, H, W) in [0, 1] -> (N, 1, H, W) in [16, 235]."""
     if img.shape[-3] != 3:
         raise ArgumentError(f"rgb_to_y expects 3 channels, got {img.shape[-3]}")
-    weights = img.new_tensor(_Y_WEIGHTS).view(3, 1, 1)
+    weights = img.new_tensor(Y_WEIGHTS).view(3, 1, 1)
     return 16.0 + (img * weights).sum(dim=-3, keepdim=True)
 
 
@@ -51,13 +51,20 @@ def as_unit_float(img: torch.Tensor, name: str = "image") -> torch.Tensor:
         return img.double() / (255.0 if img.dtype == torch.uint8 else 65535.0)
     if not img.is_floating_point():
         raise ArgumentError(f"{name} is {img.dtype}: metrics take float images in [0, 1], or uint8/uint16 images")
+    check_unit_range(img, name, "metrics take floats in [0, 1]")
+    return img.double()
+
+
+def check_unit_range(img: torch.Tensor, name: str = "the image", rule: str = "float images must be in [0, 1]") -> None:
+    """ArgumentError (naming ``name`` and the ``rule`` broken) when a float image holds NaN, inf or values
+    outside [0, 1] beyond a resampling slack of 1e-3: 0..255 floats, most often, which would otherwise give
+    wrong numbers or be clamped."""
     low, high = (float(v) for v in torch.aminmax(img.detach()))
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ArgumentError(f"{name} holds NaN or infinite values: metrics take floats in [0, 1]")
+        raise ArgumentError(f"{name} holds inf or NaN values; {rule}")
     if low < -_FLOAT_SLACK or high > 1 + _FLOAT_SLACK:
         hint = " (0..255? divide by 255, or pass uint8)" if high > 1 + _FLOAT_SLACK else ""
-        raise ArgumentError(f"{name} holds floats from {low:g} to {high:g}: metrics take floats in [0, 1]{hint}")
-    return img.double()
+        raise ArgumentError(f"{name} holds floats from {low:g} to {high:g}: {rule}{hint}")
 
 
 def _prepare(sr: torch.Tensor, hr: torch.Tensor, crop: int, channel: Channel) -> tuple[torch.Tensor, torch.Tensor]:

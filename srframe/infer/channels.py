@@ -14,9 +14,10 @@ from typing import Literal
 import torch
 
 from ..errors import ArgumentError
+from ..eval.metrics import Y_WEIGHTS
 
 # MATLAB rgb2ycbcr for RGB in [0, 1]: (Y, Cb, Cr) = (OFFSET + YCBCR @ RGB) / 255, Y in [16, 235] / 255
-_YCBCR = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
+_YCBCR = (Y_WEIGHTS, (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
 _YCBCR_OFFSET = (16.0, 128.0, 128.0)
 
 

@@ -34,6 +34,7 @@ import torch
 
 from ..degrade import imresize
 from ..errors import ArgumentError, InferenceError
+from ..eval.metrics import check_unit_range
 from .channels import (Layout, colour_of, layout_for, model_channels, side_planes, to_model, unpremultiply,
                        ycbcr_to_rgb)
 from .tiles import Write, plan_tiles, upscale_tiled
@@ -116,7 +117,7 @@ class Upscaler:
             raise ArgumentError(f"a tensor image must be float in [0, 1], not {image.dtype} (divide a uint8 tensor by "
                             "255, or pass the numpy array)")
         batch = image if image.dim() == 4 else image[None]
-        _check_finite_input(batch)
+        check_unit_range(batch)
         n, channels, height, width = batch.shape
         out = torch.empty(n, channels, height * self.scale, width * self.scale, device=image.device)
         for i in range(n):
@@ -135,7 +136,7 @@ class Upscaler:
             raise ArgumentError(f"image arrays must be uint8, uint16 or float in [0, 1], not {array.dtype}")
         lr = _host_tensor(array if array.ndim == 3 else array[..., None]).permute(2, 0, 1)[None]  # a view
         if top == 1.0:
-            _check_finite_input(lr)
+            check_unit_range(lr)
         height, width = array.shape[:2]
         out = np.empty((height * self.scale, width * self.scale, *array.shape[2:]), dtype=array.dtype)
         self._upscale(lr, top, _array_writer(out), on_progress)
@@ -269,16 +270,6 @@ def _host_tensor(array: np.ndarray) -> torch.Tensor:
     if not (array.flags.writeable and array.dtype.isnative and all(s >= 0 for s in array.strides)):
         array = np.array(array, dtype=array.dtype.newbyteorder("="))
     return torch.from_numpy(array)
-
-
-def _check_finite_input(image: torch.Tensor) -> None:
-    """ArgumentError for a float image with inf, NaN or values outside [0, 1] (0..255 floats, most often)."""
-    low, high = (float(v) for v in torch.aminmax(image))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ArgumentError("the image holds inf or NaN values; float images must be in [0, 1]")
-    if low < -1e-3 or high > 1 + 1e-3:
-        hint = " (0..255? divide by 255, or pass uint8)" if high > 1 + 1e-3 else ""
-        raise ArgumentError(f"the image holds floats from {low:g} to {high:g}; float images must be in [0, 1]{hint}")
 
 
 def _as_float(x: torch.Tensor, top: float, device: torch.device) -> torch.Tensor:
