@@ -1,4 +1,4 @@
-"""The ``srframe`` command line: run | eval | upscale | plugins | recipe | weights.
+"""The ``srframe`` command line: run | eval | upscale | report | plugins | recipe | weights.
 
 Library errors (SrframeError) become one readable message and exit code 2; ``--debug``
 shows the traceback instead.
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import SrframeError, TrainingInterrupted
+from .errors import DataError, SrframeError, TrainingInterrupted
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
@@ -137,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     check = recipe_commands.add_parser("check", parents=[common], help="check a recipe against the registered components")
     _recipe_arguments(check)
     check.set_defaults(handler=_recipe_check)
+    schema = recipe_commands.add_parser("schema", parents=[common],
+                                        help="write a JSON schema of recipes (every registered component) for editors")
+    schema.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="write it to FILE (default: print it); an existing FILE must be such a schema")
+    schema.set_defaults(handler=_recipe_schema)
 
     weights = commands.add_parser("weights", parents=[common], help="find or fetch pretrained weights (VGG for the content loss)")
     weights_commands = weights.add_subparsers(title="weights commands", required=True, metavar="COMMAND")
@@ -322,6 +327,24 @@ def _recipe_check(args: argparse.Namespace) -> int:
         adversary = f", discriminator {stage.discriminator.name}" if stage.discriminator else ""
         lines.append(f"  stage {stage.name!r}: {stage.steps} steps, {stage.optimizer.name}, losses {losses}{adversary}")
     _stdout().print("\n".join(lines), highlight=False, markup=False)
+    return 0
+
+
+def _recipe_schema(args: argparse.Namespace) -> int:
+    from .outputs import check_output_file, write_text
+    from .plugins import registry
+    from .recipe.json_schema import is_recipe_schema, recipe_schema
+
+    text = json.dumps(recipe_schema(registry), indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    check_output_file(args.output, "the schema file (-o)")
+    if args.output.exists() and not is_recipe_schema(args.output):
+        raise DataError(f"{args.output} exists and is not a recipe schema srframe wrote: nothing written. "
+                        "To fix: give a new file name, or remove that file first")
+    write_text(args.output, text)
+    _stdout().print(f"recipe schema written to {args.output}", highlight=False, markup=False)
     return 0
 
 

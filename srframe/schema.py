@@ -8,6 +8,7 @@ key path, the value, what was expected and close matches, instead of stopping at
 
 from __future__ import annotations
 
+import ast
 import collections.abc
 import copy
 import dataclasses
@@ -15,8 +16,11 @@ import difflib
 import enum
 import functools
 import inspect
+import io
 import json
 import os
+import textwrap
+import tokenize
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -78,6 +82,12 @@ class Range:
             checker.problem(path, f"{show(value)} is out of range: expected {noun} {' and '.join(b for b in bounds if b)}")
             return INVALID
         return value
+
+    def json_schema(self, schema: dict[str, Any], builder: Any, partial: bool) -> dict[str, Any]:
+        """The bounds in JSON Schema (draft 7) words, for ``srframe recipe schema``."""
+        bounds = {"minimum": self.min, "maximum": self.max, "exclusiveMinimum": self.above,
+                  "exclusiveMaximum": self.below}
+        return {**schema, **{k: v for k, v in bounds.items() if v is not None}}
 
 
 def enforce(factory: Callable[..., Any], params: Mapping[str, Any]) -> None:
@@ -425,3 +435,23 @@ class Checker:
             self.partial[path] = checked  # what could be checked, for the rules across fields
             return INVALID
         return tuple(checked) if container is tuple else checked
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """What each field of dataclass ``cls`` means: its ``metadata["doc"]``, else the comment on its line.
+
+    ``steps: int = 100  # steps between logs`` documents ``steps`` as "steps between logs". Used by
+    ``srframe recipe schema`` and the generated recipe reference, so the comment in the source is the doc.
+    """
+    docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(cls) if "doc" in f.metadata}
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return docs
+    comments = {t.start[0]: t.string.lstrip("#").strip()
+                for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id not in docs \
+                and node.end_lineno in comments:
+            docs[node.target.id] = comments[node.end_lineno]
+    return docs

@@ -91,6 +91,11 @@ class Component:
         chosen_options = self.options(**{k: v for k, v in checked.items() if k in options}) if self.options else None
         return ComponentSpec(self.kind, entry.name, params, chosen_options, entry)
 
+    def json_schema(self, schema: dict[str, Any], builder: Any, partial: bool) -> dict[str, Any]:
+        from .json_schema import component_table
+
+        return component_table(builder, self.kind, self.options, dict(self.given), partial)
+
 
 @dataclass(frozen=True)
 class Optimizer:
@@ -115,7 +120,7 @@ class Optimizer:
             return INVALID
         info = optimizers.find(name)
         schema = schema_of(info.cls)
-        fields = {k: dataclasses.replace(f, annotation=_without_tensor(f.annotation))
+        fields = {k: dataclasses.replace(f, annotation=without_tensor(f.annotation))
                   for k, f in schema.fields.items() if k != "params"}
         params = checker.check_table({k: v for k, v in value.items() if k != "kind"},
                                      Schema(fields, schema.open), path, f'optimizer "{name}"')
@@ -125,6 +130,11 @@ class Optimizer:
         for key, message in refused:
             checker.problem(path + ((key,) if key else ()), message)
         return INVALID if refused else ComponentSpec("optimizer", name, params)
+
+    def json_schema(self, schema: dict[str, Any], builder: Any, partial: bool) -> dict[str, Any]:
+        from .json_schema import optimizer_table
+
+        return optimizer_table(builder, self.default, partial)
 
 
 @dataclass(frozen=True)
@@ -145,8 +155,13 @@ class Scheduler:
             return checker.problem(path + (key,), message)
         return ComponentSpec("scheduler", name, params)
 
+    def json_schema(self, schema: dict[str, Any], builder: Any, partial: bool) -> dict[str, Any]:
+        from .json_schema import scheduler_table
 
-def _without_tensor(annotation: Any) -> Any:
+        return scheduler_table(builder, partial)
+
+
+def without_tensor(annotation: Any) -> Any:
     """``float | Tensor`` -> ``float``: a recipe writes numbers (torch's optimisers also take tensors)."""
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -198,6 +213,9 @@ class Device:
         return checker.problem(path, f'{show(value)} is not a device srframe trains on: expected "auto", "cpu", '
                                      f'"cuda" or "cuda:N"{close_matches(value, ["auto", "cpu", "cuda"])}')
 
+    def json_schema(self, schema: dict[str, Any], builder: Any, partial: bool) -> dict[str, Any]:
+        return {**schema, "pattern": r"^(auto|cpu|cuda(:[0-9]+)?)$"}
+
 
 @dataclass(frozen=True)
 class StageName:
@@ -208,6 +226,9 @@ class StageName:
             return checker.problem(path, f"{show(value)} cannot name the stage's folder: use letters, digits, "
                                          '"_", "-" and "." (e.g. "gan_finetune")')
         return value
+
+    def json_schema(self, schema: dict[str, Any], builder: Any, partial: bool) -> dict[str, Any]:
+        return {**schema, "pattern": r"^[A-Za-z0-9_.-]+$", "not": {"enum": [".", ".."]}}
 
 
 def _default_optimizer() -> ComponentSpec:
@@ -225,17 +246,18 @@ class StageSpec:
 
     table_name: ClassVar[str] = "a stage"
 
-    name: Annotated[str, StageName()]
-    steps: Annotated[int, Range(min=1)]
-    init_generator: Annotated[Path, GeneratorSource()] | None = None  # a run directory or generator file
-    optimizer: Annotated[ComponentSpec, Optimizer()] = field(default_factory=_default_optimizer)
-    scheduler: Annotated[ComponentSpec, Scheduler()] | None = None  # the learning rate over the stage; constant
-    losses: list[Annotated[ComponentSpec, Component("loss", LossOptions)]]
-    discriminator: Annotated[ComponentSpec, Component("discriminator")] | None = None
+    name: Annotated[str, StageName()]  # names the stage's folder and result, e.g. "gan"
+    steps: Annotated[int, Range(min=1)]  # optimiser steps of the stage
+    init_generator: Annotated[Path, GeneratorSource()] | None = None  # start from a run directory or generator file
+    optimizer: Annotated[ComponentSpec, Optimizer()] = field(
+        default_factory=_default_optimizer)  # the generator's; default: adam, lr 1e-4
+    scheduler: Annotated[ComponentSpec, Scheduler()] | None = None  # learning rate over the stage; default: constant
+    losses: list[Annotated[ComponentSpec, Component("loss", LossOptions)]]  # the generator's weighted losses
+    discriminator: Annotated[ComponentSpec, Component("discriminator")] | None = None  # makes the stage adversarial
     # Adversarial stages only: None elsewhere, and the defaults below in a stage with a discriminator.
     discriminator_optimizer: Annotated[ComponentSpec, Optimizer()] | None = None  # default: adam, lr 1e-4
-    generator_every: Annotated[int, Range(min=1)] | None = None  # update G every N steps (D: every step); 1
-    discriminator_warmup: Annotated[int, Range(min=0)] | None = None  # steps at the start training only D; 0
+    generator_every: Annotated[int, Range(min=1)] | None = None  # update G every N steps (D: every step); default 1
+    discriminator_warmup: Annotated[int, Range(min=0)] | None = None  # steps at the start training only D; default 0
 
     def __post_init__(self) -> None:
         if self.discriminator is not None:  # frozen, so set the defaults the way dataclasses do
@@ -324,8 +346,9 @@ class DataSpec:
 
     table_name: ClassVar[str] = "[data]"
 
-    train: Annotated[ComponentSpec, Component("dataset", LoaderOptions, given=(("mode", "train"),))]
-    val: Annotated[ComponentSpec, Component("dataset", ValLoaderOptions, given=(("mode", "val"),))] | None = None
+    train: Annotated[ComponentSpec, Component("dataset", LoaderOptions, given=(("mode", "train"),))]  # HR patches
+    val: Annotated[ComponentSpec, Component("dataset", ValLoaderOptions,
+                                            given=(("mode", "val"),))] | None = None  # whole images
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -335,15 +358,15 @@ class RecipeSpec:
     table_name: ClassVar[str] = "the recipe"
 
     name: str = ""  # defaults to the recipe file's name
-    seed: int = 0
-    scale: Annotated[int, Range(min=1)]
+    seed: int = 0  # seeds every random number generator of the run
+    scale: Annotated[int, Range(min=1)]  # the upscaling factor, given to every component that takes `scale`
     plugins: list[str] = field(default_factory=list)  # extra plugin modules (dotted names or .py files)
     output_dir: Path = Path("runs")  # where run directories are made
-    generator: Annotated[ComponentSpec, Component("generator")]
-    degradation: Annotated[ComponentSpec, Component("degradation")] | None = None  # None: bicubic at the scale
-    data: DataSpec | None = None
-    train: TrainSpec = field(default_factory=TrainSpec)
-    stages: list[StageSpec]
+    generator: Annotated[ComponentSpec, Component("generator")]  # the model trained
+    degradation: Annotated[ComponentSpec, Component("degradation")] | None = None  # HR -> LR; default: MATLAB bicubic
+    data: DataSpec | None = None  # the images: [data.train] is needed to train, [data.val] optional
+    train: TrainSpec = field(default_factory=TrainSpec)  # how the engine runs every stage
+    stages: list[StageSpec]  # run in order, the generator carried from one to the next
 
     def __post_init__(self) -> None:
         if self.degradation is None:  # frozen, so set the default the way dataclasses do
