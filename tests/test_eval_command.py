@@ -71,7 +71,7 @@ def test_lpips_unavailable_leaves_it_out_and_keeps_the_rest(run_dir, tmp_path, m
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     table_file = tmp_path / "table.json"
     assert main(["eval", str(run_dir), "--data", str(SET5), "--json", str(table_file)]) == 0
-    assert "LPIPS is left out, the other metrics still run: no ImageNet weights for vgg16" in caplog.text
+    assert "LPIPS is left out, the other metrics still run (--no-lpips skips it without this warning): no ImageNet weights for vgg16" in caplog.text
     assert json.loads(table_file.read_text())["Set5"]["tiny_x4"]["lpips"] is None
 
 

@@ -101,3 +101,11 @@ def test_grey_validation_images_score_as_srframe_eval_scores_them(tmp_path):
     assert ours["grey"].hr.shape[0] == 1 and set(ours) == set(theirs)
     for name in ours:
         assert (ours[name].hr == theirs[name].hr).all() and (ours[name].lr == theirs[name].lr).all()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the refusal is for a run without CUDA")
+def test_fused_ops_without_cuda_are_refused_before_the_run_directory_is_made(tmp_path):
+    recipe = h.write_recipe(tmp_path / "r.toml", h.recipe_data([h.pixel_stage()]))
+    with pytest.raises(RecipeError, match=r'train.ops = "fused" runs the Triton kernels, which need CUDA.*"auto"'):
+        h.run_inprocess(recipe, tmp_path / "run", 'train.ops="fused"')
+    assert not (tmp_path / "run").exists()

@@ -13,8 +13,13 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 _ROLE_SUFFIX = re.compile(r"(?:[_-](?:hr|lr))?(?:[_-]?x\d+)?$", re.IGNORECASE)
 
 
-def list_images(root: Path, *, recursive: bool = False) -> list[Path]:
-    """The image files under ``root`` (by suffix, hidden files left out), sorted."""
+def list_images(root: Path, *, recursive: bool = False,
+                subfolders_hint: str = "set recursive = true to look in subfolders") -> list[Path]:
+    """The image files under ``root`` (by suffix, hidden files left out), sorted.
+
+    Raises DataError when there are none; ``subfolders_hint`` (when not recursive) says how the
+    caller's user reads subfolders ("" when they cannot).
+    """
     if not root.is_dir():
         raise DataError(f"{root}: {'is not a folder' if root.exists() else 'no such folder'}")
     candidates = root.rglob("*") if recursive else root.iterdir()
@@ -23,7 +28,7 @@ def list_images(root: Path, *, recursive: bool = False) -> list[Path]:
     if not files:
         suffixes = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
         raise DataError(f"{root}: no image files ({suffixes}) in this folder"
-                        + ("" if recursive else "; set recursive = true to look in subfolders"))
+                        + ("" if recursive or not subfolders_hint else f"; {subfolders_hint}"))
     return files
 
 

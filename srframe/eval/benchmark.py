@@ -72,7 +72,8 @@ def load_benchmark(folder: str | Path, scale: int) -> list[BenchmarkImage]:
     refused, so LR images are never scored as HR images. Raises DataError naming what does not fit.
     """
     folder = Path(folder)
-    files = list_images(folder)
+    files = list_images(folder, subfolders_hint="a benchmark set is the images directly in its folder: give "
+                                                "the folder that holds them")
     hr_files = [p for p in files if re.search(r"[_-]HR$", p.stem, re.IGNORECASE)]
     lr_scales = {p: int(m.group(1)) for p in files if (m := re.search(r"[_-]LR[_-]?x(\d+)$", p.stem, re.IGNORECASE))}
     if hr_files or lr_scales:  # a folder of canonical pairs: every image must be a part of one

@@ -38,7 +38,8 @@ def load_lpips() -> Any:
     try:
         return LPIPS().eval()
     except WeightsError as exc:
-        logger.warning("LPIPS is left out, the other metrics still run: %s", exc)
+        logger.warning("LPIPS is left out, the other metrics still run (--no-lpips skips it without this "
+                       "warning): %s", exc)
         return None
 
 
@@ -126,6 +127,10 @@ def _check_outputs(sets: Sequence[str | Path | ImageSet], model_names: list[str]
                             "read as one of its images next time: name a file elsewhere")
     if out_dir is None:
         return
+    within = [folder for resolved, folder in folders.items() if out_dir.resolve().is_relative_to(resolved)]
+    if within:
+        raise DataError(f"-o {out_dir} is inside the benchmark folder {within[0]}: the report would be written among "
+                        f"its images; give a folder elsewhere, e.g. -o {Path(within[0]).parent / 'eval'}")
     ensure_writable_folder(out_dir, "the report folder (-o)")
     for entry in sets:
         set_name = entry[0] if isinstance(entry, tuple) else Path(entry).name

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .. import ops
-from ..errors import CheckpointError, TrainingError, TrainingInterrupted
+from ..errors import CheckpointError, RecipeError, TrainingError, TrainingInterrupted
 from ..recipe import Recipe, load_recipe
 from . import checkpoint, rundir, step as steps
 from .checkpoint import DISCRIMINATOR, GENERATOR, GENERATOR_EMA, RunDir
@@ -47,6 +47,10 @@ def run(recipe: Recipe | str | Path, run_dir: str | Path | None = None, resume: 
         recipe = load_recipe(recipe, overrides)
     train = recipe.spec.train
     with connect(train.device) as processes, ops.use_mode(train.ops), _stop_on_signals() as stop:
+        if train.ops == "fused" and processes.device.type != "cuda":
+            raise RecipeError(f'{recipe.path}: train.ops = "fused" runs the Triton kernels, which need CUDA, and this '
+                              f'run trains on {processes.device}: use "auto" (the kernels on CUDA, torch elsewhere) '
+                              'or "reference"')
         opened = rundir.open_run(recipe, run_dir, resume, processes)
         if opened.complete:
             return opened.run.path
