@@ -1,6 +1,7 @@
 # The README's two commands: `make demo` (the main job on the embedded default) and
-# `make test` (the test suite). Each creates the virtual environment and installs srframe
-# first; a second run reuses it. Set VENV to keep the environment elsewhere.
+# `make test` (the test suite, which builds the docs site too). Each creates the virtual environment
+# and installs srframe with its test and docs extras first; a second run reuses it. Set VENV to keep
+# the environment elsewhere.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
 	rm -f $(VENV)/.srframe-installed-*
 	touch $@
 

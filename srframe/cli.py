@@ -23,7 +23,7 @@ EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.disable_plugins += getattr(args, "disabled_after", [])
     _configure_logging(args.verbose)
@@ -66,7 +66,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; the docs site's command reference is written from it."""
     parser = _Parser(prog="srframe", description="Train, evaluate and deploy super-resolution models.")
     _global_options(parser, after_command=False)
     common = _Parser(add_help=False)  # the same options accepted after the command, as people type them

@@ -54,7 +54,7 @@ class Upscaler:
     ``torch.device``) runs the copy there; None keeps it where the model's parameters are. Images
     are moved to that device tile by tile and come back on their own (numpy and PIL: the host).
     ``optimize`` and ``channels_last`` left as None are chosen where they were measured to pay: on
-    the CPU, not on CUDA (docs/ops.md).
+    the CPU, not on CUDA (docs/performance.md).
 
     Raises:
         ArgumentError: an unknown ``precision``; a ``device`` torch does not know or has not got

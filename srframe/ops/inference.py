@@ -181,7 +181,7 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, nnpa
     The caller's model is left untouched. The copy takes and returns the same tensors (inputs
     are moved to channels_last inside, outputs come back contiguous) and gives the same outputs
     to float rounding. Calling this on an optimised model returns it as it is.
-    ``channels_last=False`` keeps NCHW (on CUDA in float32, channels_last did not pay; docs/ops.md).
+    ``channels_last=False`` keeps NCHW (on CUDA in float32, channels_last did not pay; docs/performance.md).
     """
     if getattr(model, _OPTIMIZED, False):
         return model

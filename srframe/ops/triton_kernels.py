@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
-_TILE = 2048  # elements per program; with 8 warps the fastest in the H200 sweep (docs/ops.md)
+_TILE = 2048  # elements per program; with 8 warps the fastest in the H200 sweep (docs/performance.md)
 _NUM_WARPS = 8
 
 
