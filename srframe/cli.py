@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="print machine-readable JSON")
     plugins.set_defaults(handler=_plugins)
 
-    recipe = commands.add_parser("recipe", parents=[common], help="show or check a recipe")
+    recipe = commands.add_parser("recipe", parents=[common], help="show or check a recipe, or write the recipe schema")
     recipe_commands = recipe.add_subparsers(title="recipe commands", required=True, metavar="COMMAND")
     show = recipe_commands.add_parser("show", parents=[common], help="print the resolved recipe (bases merged, overrides applied)")
     _recipe_arguments(show)
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = recipe_commands.add_parser("schema", parents=[common],
                                         help="write a JSON schema of recipes (every registered component) for editors")
     schema.add_argument("-o", "--output", type=Path, metavar="FILE",
-                        help="write it to FILE (default: print it); an existing FILE must be such a schema")
+                        help="write it to FILE (default, or -: print it); an existing FILE must be such a schema")
     schema.set_defaults(handler=_recipe_schema)
 
     weights = commands.add_parser("weights", parents=[common], help="find or fetch pretrained weights (VGG for the content loss)")
@@ -337,7 +337,7 @@ def _recipe_schema(args: argparse.Namespace) -> int:
     from .recipe.json_schema import is_recipe_schema, recipe_schema
 
     text = json.dumps(recipe_schema(registry), indent=2) + "\n"
-    if args.output is None:
+    if args.output is None or str(args.output) == "-":
         sys.stdout.write(text)
         return 0
     check_output_file(args.output, "the schema file (-o)")

@@ -94,6 +94,7 @@ CATALOGUE = [
     ("report {root}/nope", "nope: no such folder"),
     ("recipe check {root}/nope.toml", "recipe file not found"),
     ("recipe check {root}/good.toml --set generator.kind=\"nope\"", "nope"),
+    ("recipe check {root}/good.toml --set stages[0].optimizer.kind=\"fusedadam\"", "cannot be used here"),
     ("run {root}/nope.toml", "recipe file not found"),
     ("frobnicate", "invalid choice: 'frobnicate'"),
     ("weights fetch vgg11", "invalid choice: 'vgg11'"),

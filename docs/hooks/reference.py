@@ -69,7 +69,9 @@ def components_page() -> str:
         entries = registry.entries(kind)
         lines += [f"## {PLURALS[kind].capitalize()} {{#{kind}}}", ""]
         if not entries:
-            lines += [f"No {kind} is registered.", ""]
+            lines += [f"No {kind} is registered by a plugin here."
+                      + (" PSNR-Y, SSIM-Y and LPIPS are built into `srframe.eval` ([Evaluation protocol]"
+                         "(../evaluation.md))." if kind == "metric" else ""), ""]
             continue
         for entry in entries:
             lines += [f"### `{entry.name}` {{#{kind}-{entry.name}}}", "", f"*{kind}, from {entry.origin}*", ""]
@@ -150,6 +152,8 @@ def keys_table(fields: Any, docs: dict[str, str], filled: set[str]) -> list[str]
             default = "filled in by the recipe"
         elif field.default is MISSING:
             default = "required"
+        elif dataclasses.is_dataclass(field.default):  # a nested table: its keys are in the docstring above
+            default = "see above"
         else:
             default = "none" if field.default is None else show(field.default)
         keys.append(_Key(field.name, type_text(field.annotation), default, docs.get(field.name, "")))
@@ -172,7 +176,7 @@ def _table(keys: list[_Key]) -> list[str]:
             "|---|---|---|" + ("---|" if explained else "")]
     for key in keys:
         default = key.default if key.default.startswith("`") or key.default in ("required", "none") \
-            or key.default.startswith(("filled", "the defaults")) else f"`{key.default}`"
+            or key.default.startswith(("filled", "the defaults", "see above")) else f"`{key.default}`"
         rows.append(f"| `{key.name}` | {cell(key.type)} | {cell(default)} |"
                     + (f" {cell(key.meaning)} |" if explained else ""))
     return rows
@@ -228,7 +232,11 @@ def optimizers_section() -> list[str]:
     lines = ["## Optimizers {#optimizers}", "",
              "`optimizer` and `discriminator_optimizer` name one of torch's or timm's optimisers in `kind` "
              '(default `"adam"`), with timm\'s defaults for that name under the recipe\'s keys '
-             "(`timm.optim.create_optimizer_v2`). The keys are the optimiser's constructor parameters.", ""]
+             "(`timm.optim.create_optimizer_v2`). The keys are the optimiser's constructor parameters, and a key "
+             "left out takes the default below: `{ kind = \"adam\" }` trains at lr 0.001. A stage that has no "
+             "`optimizer` table at all gets `{ kind = \"adam\", lr = 0.0001 }`. Names whose class needs CUDA and "
+             "another package (apex's `fused*`, bitsandbytes' `bnb*`) are refused by `srframe recipe check` where "
+             "they cannot run.", ""]
     own = []
     for name in sorted(optimizers._TORCH_OPTIMIZERS):
         info = optimizers.find(name)

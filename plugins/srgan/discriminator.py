@@ -9,10 +9,13 @@ layers as 6x6x512. To accept any crop size, an adaptive average pool brings the 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
 from srframe.interfaces import Discriminator
+from srframe.schema import Range
 
 POOLED = 6  # spatial size the dense layers see (96 / 2^4 in the paper)
 
@@ -20,7 +23,7 @@ POOLED = 6  # spatial size the dense layers see (96 / 2^4 in the paper)
 class SRGANDiscriminator(Discriminator):
     """SRGAN's VGG-style discriminator; returns one logit per image."""
 
-    def __init__(self, in_channels: int = 3, channels: int = 64):
+    def __init__(self, in_channels: Annotated[int, Range(min=1)] = 3, channels: Annotated[int, Range(min=1)] = 64):
         super().__init__()
         layers: list[nn.Module] = []
         maps_in = in_channels

@@ -114,7 +114,10 @@ class Optimizer:
         if isinstance(value, Mapping) and "kind" not in value:
             value = {"kind": self.default, **value}
         kind = value.get("kind") if isinstance(value, Mapping) else None
-        known = isinstance(kind, str) and optimizers.find(kind) is not None
+        try:
+            known = isinstance(kind, str) and optimizers.find(kind) is not None
+        except ValueError as exc:
+            return checker.problem(path + ("kind",), str(exc))
         name = kind if known else _chosen_name(value, path, checker, "optimizer", optimizers.names())
         if name is INVALID:
             return INVALID
@@ -163,11 +166,12 @@ class Scheduler:
 
 def without_tensor(annotation: Any) -> Any:
     """``float | Tensor`` -> ``float``: a recipe writes numbers (torch's optimisers also take tensors)."""
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        kept = [a for a in args if getattr(a, "__name__", "") != "Tensor"]
-        if len(kept) < len(args):
-            return kept[0] if len(kept) == 1 else typing.Union[tuple(kept)]
+    args, origin = typing.get_args(annotation), typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kept = [without_tensor(a) for a in args if getattr(a, "__name__", "") != "Tensor"]
+        return kept[0] if len(kept) == 1 else typing.Union[tuple(kept)]
+    if origin is tuple and args:  # betas: tuple[float | Tensor, float | Tensor]
+        return tuple[tuple(without_tensor(a) for a in args)]
     return annotation
 
 

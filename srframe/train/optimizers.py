@@ -48,7 +48,11 @@ TIMM_MOMENTUM = 0.9  # create_optimizer_v2's momentum for the optimisers that ta
 
 
 def find(name: str) -> OptimizerInfo | None:
-    """The optimiser called ``name``, or None; timm is imported only for names torch does not provide."""
+    """The optimiser called ``name``, or None; timm is imported only for names torch does not provide.
+
+    Raises ValueError for a name timm knows whose class cannot be loaded here (apex's and
+    bitsandbytes' optimisers need CUDA and their packages).
+    """
     if name in _TORCH_OPTIMIZERS:
         class_name, defaults = _TORCH_OPTIMIZERS[name]
         return OptimizerInfo(name, getattr(torch.optim, class_name), dict(defaults))
@@ -58,7 +62,11 @@ def find(name: str) -> OptimizerInfo | None:
         return None
     info = timm.optim.get_optimizer_info(name)
     defaults = {**({"momentum": TIMM_MOMENTUM} if info.has_momentum else {}), **(info.defaults or {})}
-    return OptimizerInfo(name, timm.optim.get_optimizer_class(name, bind_defaults=False), defaults)
+    try:
+        cls = timm.optim.get_optimizer_class(name, bind_defaults=False)
+    except (AssertionError, ImportError) as exc:  # apex and bitsandbytes optimisers: CUDA and their package
+        raise ValueError(f'optimizer "{name}" cannot be used here: {exc or type(exc).__name__}') from exc
+    return OptimizerInfo(name, cls, defaults)
 
 
 def names() -> list[str]:
@@ -99,8 +107,8 @@ def _refusal(info: OptimizerInfo, params: Mapping[str, Any]) -> tuple[str, str] 
             raise
         except Exception:  # the constructor needs the real Optimizer.__init__
             build(info, [torch.zeros(1, requires_grad=True)], params)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        message = str(exc)
+    except (ValueError, TypeError, RuntimeError, AssertionError, ImportError) as exc:  # apex/bitsandbytes: CUDA
+        message = str(exc) or type(exc).__name__
         lowered = message.lower()
         key = next((k for k in params if re.search(rf"\b{re.escape(k)}\b", message)), None) \
             or next((k for words, k in _MESSAGE_KEYS.items() if words in lowered), "")
