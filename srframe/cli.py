@@ -154,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("srframe",)):
+    """Every command and subcommand under ``parser``: ``(("srframe", "recipe", "check"), its parser)``, in order."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                yield path + (name,), command
+                yield from commands(command, path + (name,))
+
+
 def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
     """--debug, -v and --disable-plugin; after the command they add to (never reset) what came before it."""
     unset = {"default": argparse.SUPPRESS} if after_command else {}

@@ -16,7 +16,7 @@ import pytest
 
 import srframe
 from srframe import errors
-from srframe.cli import build_parser
+from srframe.cli import build_parser, commands
 from srframe.recipe.json_schema import recipe_schema
 from srframe.recipe.options import LoaderOptions, LossOptions, ValLoaderOptions
 from srframe.recipe.spec import DataSpec, RecipeSpec, StageSpec, TrainSpec
@@ -71,19 +71,12 @@ def test_every_recipe_key_is_in_the_reference(site):
 def test_every_command_and_option_is_in_the_reference(site):
     text = page(site, "reference/commands")
 
-    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]):
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, command in action.choices.items():
-                    yield path + (name,), command
-                    yield from walk(command, path + (name,))
-
     root = build_parser()
     global_options = {option for action in root._actions for option in action.option_strings}
     assert all(option in text.split(" #srframe-run ")[0] for option in global_options - {"-h", "--help"})
-    commands = list(walk(root, ("srframe",)))
-    assert len(commands) >= 10
-    for path, command in commands:
+    found = list(commands(root))
+    assert len(found) >= 10
+    for path, command in found:
         anchor = "-".join(path)
         assert f"#{anchor} " in text, f"`{' '.join(path)}` is missing from the site"
         section = text.split(f"#{anchor} ", 1)[1]

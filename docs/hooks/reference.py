@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from mkdocs.structure.files import File, Files
 
 import srframe
-from srframe.cli import build_parser
+from srframe.cli import build_parser, commands
 from srframe.recipe.json_schema import recipe_schema
 from srframe.recipe.options import FILLED, LoaderOptions, LossOptions, ValLoaderOptions
 from srframe.recipe.spec import Component, DataSpec, Optimizer, RecipeSpec, Scheduler, StageSpec, TrainSpec
@@ -275,21 +275,13 @@ def commands_page() -> str:
              "```", ""]
     shared = {tuple(a.option_strings) for a in parser._actions if a.option_strings}
     lines += _options(parser, set()) + [""]
-    for path, command in _commands(parser, ("srframe",)):
+    for path, command in commands(parser):
         title = " ".join(path)
         lines += [f"## `{title}` {{#{_slug(title)}}}", ""]
         lines += [_text(command.description or _help_of(parser, path)), ""]
         lines += ["```text", command.format_usage().strip(), "```", ""]
         lines += _options(command, shared) + [""]
     return "\n".join(lines)
-
-
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...]):
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, command in action.choices.items():
-                yield path + (name,), command
-                yield from _commands(command, path + (name,))
 
 
 def _help_of(root: argparse.ArgumentParser, path: tuple[str, ...]) -> str:
