@@ -196,8 +196,45 @@ def _header_mismatches(found: Mapping[str, list[int]], expected: Mapping[str, An
 
 
 def load_generator(path: str | Path) -> Any:
-    """The generator in a component file, a checkpoint folder or a run directory, in eval mode."""
-    return load_component(find_generator_file(Path(path)), "generator").eval()
+    """The generator in a component file, a checkpoint folder, a run directory or a community
+    checkpoint (``.pth``, ``.pt``, ``.ckpt``, ``.bin`` or ``.safetensors`` another project wrote, its
+    architecture recognised by a plugin: see :mod:`srframe.community`), in eval mode.
+
+    Raises CheckpointError naming the file when it cannot be found, read safely or built.
+    """
+    file = find_generator_file(Path(path))
+    if is_component_file(file):
+        return load_component(file, "generator").eval()
+    from .community import load_community_generator
+
+    return load_community_generator(file).eval()
+
+
+def is_component_file(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file srframe.save_component wrote (else: a community checkpoint)."""
+    from safetensors import safe_open
+
+    if Path(path).suffix.lower() != ".safetensors":
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("format") == FORMAT
+    except Exception:  # not safetensors at all: the community reader says what is wrong with it
+        return False
+
+
+def generator_built_from(path: str | Path) -> BuiltFrom:
+    """How the generator at ``path`` (as :func:`load_generator` takes) is built: read from a component
+    file's header, or, for a community checkpoint, from the generator its plugin builds.
+
+    Raises CheckpointError naming the file when it holds no generator that can be read.
+    """
+    file = find_generator_file(Path(path))
+    if is_component_file(file):
+        return read_built_from(file)
+    from .community import load_community_generator
+
+    return load_community_generator(file).srframe_built_from
 
 
 def find_generator_file(path: Path) -> Path:

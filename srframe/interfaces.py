@@ -28,11 +28,15 @@ class Generator(nn.Module):
 
     ``forward(lr)``: (N, in_channels, h, w) in [0, 1] -> (N, out_channels, h * scale, w * scale),
     nominally in [0, 1] (not clamped: losses see the raw output; inference clamps).
+
+    ``precisions`` names the inference precisions the network runs correctly in; inference refuses
+    the others (``srframe upscale --precision``) with an error naming the model.
     """
 
     scale: int
     in_channels: int = 3
     out_channels: int = 3
+    precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
     def __init__(self) -> None:
         super().__init__()

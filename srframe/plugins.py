@@ -52,6 +52,18 @@ class Hookspecs:
     def srframe_register(self, registry: Registry) -> None:
         """Add the plugin's components with ``registry.add(kind, name, factory)`` or ``registry.register``."""
 
+    @hookspec(firstresult=True)
+    def srframe_generator_from_state_dict(self, state_dict: dict[str, Any], source: str) -> Any:
+        """Build the generator these weights belong to, with the weights loaded, or return None.
+
+        ``state_dict`` maps parameter names to CPU tensors, read from a checkpoint another project
+        wrote (``source`` names the file; wrappers such as ``params_ema`` already removed). The
+        first plugin that recognises the architecture answers; the result is a
+        ``srframe.Generator`` whose ``srframe_built_from`` names a registered generator and the
+        parameters that rebuild it, so ``srframe.save_component`` can save it. Raise
+        ``srframe.errors.CheckpointError`` for weights of a recognised architecture that cannot load.
+        """
+
 
 @dataclass
 class PluginInfo:
@@ -189,6 +201,12 @@ def _import_file(path: Path) -> Any:
         del sys.modules[module_name]
         raise
     return module
+
+
+def generator_from_state_dict(state_dict: dict[str, Any], source: str) -> Any:
+    """Ask the loaded plugins which generator ``state_dict`` belongs to (None: no plugin knows it)."""
+    registry.entries()  # loads the installed plugins, as any lookup does
+    return host.manager.hook.srframe_generator_from_state_dict(state_dict=state_dict, source=source)
 
 
 registry = Registry()

@@ -48,6 +48,9 @@ def params_for(kind: str, name: str, files: dict[str, Path]) -> dict:
         ("dataset", "paired_folder"): {"hr": files["hr"], "lr": files["lr"], "patch_size": 16},
         ("dataset", "samples"): {"names": ["coffee"], "patch_size": 16, "repeat": 1},
         ("loss", "vgg"): {"backbone": "vgg16", "layers": "relu2_2", "weights": files["vgg16"]},
+        ("generator", "rrdbnet"): {"num_blocks": 2},  # the default 23 blocks: 12 s here for nothing more
+        ("generator", "swinir"): {"embed_dim": 30, "depths": [2, 2], "num_heads": [3, 3]},
+        ("generator", "spandrel"): {"architecture": "OmniSR", "hyperparameters": {"num_feat": 16, "window_size": 4}},
     }.get((kind, name), {})
 
 

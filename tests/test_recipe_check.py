@@ -200,7 +200,7 @@ def test_init_generator_must_hold_a_generator_that_fits(check, tmp_path):
     not_a_model = tmp_path / "notes.txt"
     not_a_model.write_text("hello")
     found = check(f"stages[0].init_generator='{not_a_model}'")
-    assert "is not a safetensors file" in found["stages[0].init_generator"]
+    assert "not a weights file srframe reads" in found["stages[0].init_generator"]
     x2 = srframe.save_component(srframe.build("generator", "srresnet", scale=2, num_blocks=1), tmp_path / "x2.safetensors")
     found = check(f"stages[0].init_generator='{x2}'")
     assert "built differently: scale = 2 there, 4 here" in found["stages[0].init_generator"]

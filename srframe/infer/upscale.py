@@ -57,7 +57,7 @@ class Upscaler:
     the CPU, not on CUDA (docs/performance.md).
 
     Raises:
-        ArgumentError: an unknown ``precision``; a ``device`` torch does not know or has not got
+        ArgumentError: an unknown ``precision``, or one the model does not run in (``model.precisions``); a ``device`` torch does not know or has not got
             here; a model that takes other than 1 or 3 channels, or gives other than it takes.
     """
 
@@ -66,6 +66,10 @@ class Upscaler:
                  device: str | torch.device | None = None):
         if precision not in DTYPES:
             raise ArgumentError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
+        supported = getattr(model, "precisions", tuple(DTYPES))
+        if precision not in supported:
+            raise ArgumentError(f"{_model_name(model)} does not run in {precision} (it runs in {', '.join(supported)}): "
+                                f"choose one of those (--precision)")
         self.scale = int(model.scale)
         self.channels = model_channels(model)
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
@@ -197,6 +201,14 @@ class Upscaler:
         why = (f"the model's weights are broken ({broken} of its parameter tensors hold inf/NaN)" if broken
                else "its weights are finite, but its activations overflow float32 or turn NaN: the model is broken")
         return f"{found}: {why}, e.g. saved from a training run that diverged; nothing was written"
+
+
+def _model_name(model: torch.nn.Module) -> str:
+    """The architecture and registered name a model is known by, for messages."""
+    built = getattr(model, "srframe_built_from", None)
+    architecture = getattr(model, "architecture", None)
+    names = [n for n in (architecture, built.name if built else None) if isinstance(n, str)]
+    return f"the model ({' / '.join(dict.fromkeys(names))})" if names else f"the model ({type(model).__name__})"
 
 
 def upscale(model: torch.nn.Module, image: Any, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,

@@ -180,13 +180,14 @@ class GeneratorSource:
     """Marks a path that must hold a generator: a run directory, a checkpoint folder or a component file."""
 
     def check(self, value: Any, path: KeyPath, checker: Checker) -> Any:
-        from ..component_files import find_generator_file, read_built_from
+        from ..component_files import generator_built_from
 
         try:
-            built = read_built_from(find_generator_file(value))
+            built = generator_built_from(value)
         except CheckpointError as exc:
             return checker.problem(path, f"{exc}. Train that run first (`srframe run` on its recipe), or point "
-                                         "init_generator at a run directory or a generator .safetensors file")
+                                         "init_generator at a run directory, a generator .safetensors file or a "
+                                         "community checkpoint (.pth, .safetensors)")
         if built.kind != "generator":
             return checker.problem(path, f"{value} holds a {built.kind} ({built.name}), not a generator")
         return value
@@ -194,9 +195,9 @@ class GeneratorSource:
 
 def _starts_mismatch(generator: ComponentSpec, source: Path) -> str | None:
     """Why the generator saved at ``source`` cannot start this recipe's generator (None: it can)."""
-    from ..component_files import find_generator_file, read_built_from
+    from ..component_files import generator_built_from
 
-    built = read_built_from(find_generator_file(source))
+    built = generator_built_from(source)
     if built.name != generator.name:
         return f'{source} holds a "{built.name}" generator, and this recipe trains "{generator.name}"'
     differing = [f"{key} = {show(built.params[key])} there, {show(generator.params[key])} here"

@@ -160,14 +160,22 @@ def stage_seed(seed: int, index: int) -> int:
 
 
 def load_generator_weights(generator: nn.Module, source: Path) -> None:
-    """Load the weights of the generator saved at ``source`` (a run directory or a file) into ``generator``."""
+    """Load the weights of the generator saved at ``source`` (a run directory, a component file or a
+    community checkpoint) into ``generator``.
+
+    Raises CheckpointError naming the file when its weights do not fit ``generator``.
+    """
     from safetensors.torch import load_model
 
-    from ..component_files import find_generator_file
+    from ..community import load_community_generator
+    from ..component_files import find_generator_file, is_component_file
 
     file = find_generator_file(Path(source))
     try:
-        load_model(generator, str(file), device=str(next(generator.parameters()).device))
+        if is_component_file(file):
+            load_model(generator, str(file), device=str(next(generator.parameters()).device))
+        else:
+            generator.load_state_dict(load_community_generator(file).state_dict())
     except RuntimeError as exc:
         built = getattr(generator, "srframe_built_from", None)
         raise CheckpointError(f"the generator saved in {file} does not fit this recipe's generator "

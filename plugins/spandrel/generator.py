@@ -1,0 +1,110 @@
+"""A network of any architecture spandrel knows, as a srframe :class:`~srframe.interfaces.Generator`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srframe.interfaces import Generator
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What spandrel's model descriptor says of a network: its scale, channels, the input sizes it takes
+    and the precisions it runs in (``spandrel.ModelDescriptor``'s fields of the same names)."""
+
+    architecture: str  # spandrel's architecture id, e.g. "ESRGAN"
+    scale: int
+    in_channels: int
+    out_channels: int
+    minimum: int = 0  # input height and width at least this many pixels
+    multiple_of: int = 1  # input height and width a multiple of this
+    square: bool = False  # input must be square
+    supports_half: bool = True
+    supports_bfloat16: bool = True
+    tiling: str = "SUPPORTED"  # spandrel.ModelTiling: SUPPORTED, DISCOURAGED or INTERNAL
+
+    @classmethod
+    def of(cls, descriptor) -> Capabilities:
+        """From a ``spandrel.ImageModelDescriptor``."""
+        size = descriptor.size_requirements
+        return cls(str(descriptor.architecture.id), descriptor.scale, descriptor.input_channels,
+                   descriptor.output_channels, size.minimum, size.multiple_of, size.square,
+                   descriptor.supports_half, descriptor.supports_bfloat16, descriptor.tiling.name)
+
+    def padding(self, height: int, width: int) -> tuple[int, int]:
+        """(rows, columns) to add below and to the right so that the input meets the size rules."""
+        def up(size: int) -> int:
+            size = max(size, self.minimum)
+            return -(-size // self.multiple_of) * self.multiple_of
+
+        rows, columns = up(height), up(width)
+        if self.square:
+            rows = columns = max(rows, columns)
+        return rows - height, columns - width
+
+
+class SpandrelGenerator(Generator):
+    """Runs a spandrel architecture's network as a srframe generator.
+
+    ``forward(lr)``: (N, in_channels, h, w) float in [0, 1] -> (N, out_channels, h * scale,
+    w * scale), not clamped (losses see the raw output; inference clamps). An input that breaks the
+    network's size rules (a minimum, a multiple of its window or unshuffle factor) is padded at the
+    bottom and right, reflecting as spandrel does (replicating what reflection cannot reach), and
+    the padding is cut from the output, so any input size and any tile works. Unlike spandrel's
+    descriptor call, it runs under autograd, so it trains.
+
+    ``net`` is the architecture's module (its parameters are this generator's, under ``net.``);
+    ``call`` runs it when the architecture needs more than ``net(lr)`` (spandrel's ``call_fn``).
+    ``precisions`` follows spandrel's ``supports_half`` and ``supports_bfloat16``. Convolutions that
+    an architecture re-parameterises (SPAN's ``Conv3XC``: trained as 1x1 + 3x3 + 1x1 branches, run
+    as one ``eval_conv`` recomputed from them) keep their ``eval_conv`` out of training.
+    """
+
+    def __init__(self, net: nn.Module, capabilities: Capabilities,
+                 call: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None):
+        super().__init__()
+        self.net = net
+        _freeze_reparameterised(net)
+        self.capabilities = capabilities
+        self.call = call
+        self.scale = capabilities.scale
+        self.in_channels, self.out_channels = capabilities.in_channels, capabilities.out_channels
+        self.precisions = ("fp32", *(("bf16",) if capabilities.supports_bfloat16 else ()),
+                           *(("fp16",) if capabilities.supports_half else ()))
+        self._any_size = (capabilities.minimum <= 1 and capabilities.multiple_of == 1 and not capabilities.square)
+
+    @property
+    def architecture(self) -> str:
+        return self.capabilities.architecture
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        if self._any_size:
+            return self._run(lr)
+        height, width = lr.shape[-2:]
+        rows, columns = self.capabilities.padding(height, width)
+        if not (rows or columns):
+            return self._run(lr)
+        reflect_rows, reflect_columns = min(rows, height - 1), min(columns, width - 1)
+        padded = F.pad(lr, (0, reflect_columns, 0, reflect_rows), mode="reflect")
+        padded = F.pad(padded, (0, columns - reflect_columns, 0, rows - reflect_rows), mode="replicate")
+        return self._run(padded)[..., :height * self.scale, :width * self.scale]
+
+    def _run(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.net(lr) if self.call is None else self.call(self.net, lr)
+
+    def extra_repr(self) -> str:
+        return f"architecture={self.architecture}, scale={self.scale}"
+
+
+def _freeze_reparameterised(net: nn.Module) -> None:
+    """``eval_conv`` of a re-parameterised block (one with ``update_params``) is computed from the
+    trained branches, never trained itself: no gradient reaches it, so it is not a parameter to fit."""
+    for module in net.modules():
+        if callable(getattr(module, "update_params", None)) and isinstance(getattr(module, "eval_conv", None),
+                                                                            nn.Module):
+            module.eval_conv.requires_grad_(False)
