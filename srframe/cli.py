@@ -87,22 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", parents=[common], help="PSNR/SSIM/LPIPS of models and the bicubic baseline on benchmark sets")
     evaluate.add_argument("models", nargs="*", metavar="MODEL",
-                          help="component files or run directories (the bicubic baseline is always included; "
-                               "naming it, as `bicubic`, is allowed)")
+                          help="component files, run directories or community checkpoints (.pth, .safetensors); "
+                               "the bicubic baseline is always included (naming it, as `bicubic`, is allowed)")
     evaluate.add_argument("--data", nargs="+", required=True, metavar="DIR",
                           help="benchmark folders: HR images, or canonical NAME_HR / NAME_LRx4 pairs")
     evaluate.add_argument("--scale", type=int, help="upscaling factor (default: the first model's)")
-    evaluate.add_argument("--json", type=Path, metavar="FILE", help="write {set: {model: {psnr_y, ssim_y, lpips, n}}}")
+    evaluate.add_argument("--json", type=Path, metavar="FILE", help="write {set: {model: {psnr_y, ssim_y, lpips, n, grey}}}")
     evaluate.add_argument("-o", "--out", type=Path, metavar="DIR", help="write index.html, report.md, results.json and crops here")
     evaluate.add_argument("--save-images", action="store_true", help="also save every SR image (needs --out)")
     evaluate.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it needs VGG16 and LPIPS weights)")
+    evaluate.add_argument("--grey", choices=("intensity", "basicsr"), default="intensity",
+                          help="how grey images (Set14's bridge) are scored: on their own intensity, as the published "
+                               "bicubic rows are (default), or as BasicSR-style code does, three equal channels "
+                               "and Y in 16-235 (1.32 dB higher on a grey image; most papers since 2018)")
     _tile_arguments(evaluate)
     evaluate.set_defaults(handler=_eval)
 
     upscale = commands.add_parser("upscale", parents=[common], help="super-resolve image files or folders with a trained model")
     upscale.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="image files or folders of images")
     upscale.add_argument("-o", "--out", type=Path, required=True, metavar="OUT", help="output folder")
-    upscale.add_argument("--model", required=True, metavar="CKPT", help="component file or run directory")
+    upscale.add_argument("--model", required=True, metavar="CKPT",
+                         help="component file, run directory or community checkpoint (.pth, .safetensors)")
     upscale.add_argument("--batch", type=int, default=1,
                          help="tiles per forward pass (default 1; more is faster on a GPU and needs more memory)")
     upscale.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
@@ -228,7 +233,7 @@ def _eval(args: argparse.Namespace) -> int:
     with _progress() as progress:
         task = progress.add_task("evaluating", total=None)
         suite = run_suite(models, args.data, scale, out_dir=args.out, json_file=args.json,
-                          save_images=args.save_images, lpips=not args.no_lpips, tile=args.tile,
+                          save_images=args.save_images, lpips=not args.no_lpips, tile=args.tile, grey=args.grey,
                           overlap=args.overlap, device=_device(args.device),
                           on_image=lambda set_name, model: progress.update(task, advance=1,
                                                                            description=f"{set_name}: {model}"))

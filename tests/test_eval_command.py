@@ -47,7 +47,8 @@ def test_json_table_report_and_crops(run_dir, tmp_path, capsys):
     table = json.loads(table_file.read_text())
     assert set(table) == {"Set5"} and set(table["Set5"]) == {"bicubic", "tiny_x4"}
     for row in table["Set5"].values():
-        assert set(row) == {"psnr_y", "ssim_y", "lpips", "n"} and row["n"] == 5 and row["lpips"] is None
+        assert set(row) == {"psnr_y", "ssim_y", "lpips", "n", "grey"} and row["n"] == 5 and row["lpips"] is None
+        assert row["grey"] == "intensity"
     assert table["Set5"]["bicubic"]["psnr_y"] == pytest.approx(28.42, abs=0.02)
     assert 20 < table["Set5"]["tiny_x4"]["psnr_y"] < 35
 

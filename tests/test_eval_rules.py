@@ -233,3 +233,35 @@ def test_validation_images_of_the_same_name_are_refused_naming_both(tmp_path):
 def test_metric_arguments_it_cannot_score_are_refused(pair, call, says):
     with pytest.raises(ArgumentError, match=says):
         call(*pair)
+
+
+def test_the_grey_image_convention_is_a_switch_recorded_in_the_json(tmp_path, capsys):
+    """BasicSR's convention scores a grey image 20 log10(255/219) = 1.32 dB higher (Y in 16-235 of three
+    equal channels); an RGB image scores the same either way; the JSON says which convention was used."""
+    import json
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from srframe.cli import main
+    from srframe.eval.benchmark import evaluate
+
+    rng = np.random.default_rng(0)
+    grey_set, rgb_set = tmp_path / "Grey", tmp_path / "Colour"
+    grey_set.mkdir()
+    rgb_set.mkdir()
+    Image.fromarray(rng.integers(0, 256, (48, 40), dtype=np.uint8), mode="L").save(grey_set / "bridge.png")
+    Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(rgb_set / "baboon.png")
+    ours, theirs = (evaluate("bicubic", grey_set, scale=4, grey=grey) for grey in ("intensity", "basicsr"))
+    assert theirs.images[0].psnr_y - ours.images[0].psnr_y == pytest.approx(20 * math.log10(255 / 219), abs=1e-9)
+    colour = [evaluate("bicubic", rgb_set, scale=4, grey=grey).images[0].psnr_y for grey in ("intensity", "basicsr")]
+    assert colour[0] == colour[1]
+    with pytest.raises(ArgumentError, match="grey must be one of intensity, basicsr"):
+        evaluate("bicubic", grey_set, scale=4, grey="opencv")
+
+    table = tmp_path / "table.json"
+    assert main(["eval", "--data", str(grey_set), "--scale", "4", "--no-lpips", "--grey", "basicsr",
+                 "--json", str(table)]) == 0
+    row = json.loads(table.read_text())["Grey"]["bicubic"]
+    assert row["grey"] == "basicsr" and row["psnr_y"] == pytest.approx(theirs.images[0].psnr_y)

@@ -2,9 +2,19 @@
 
 A benchmark folder holds either HR images only (the LR images are made with the MATLAB
 bicubic from the HR cropped to a multiple of the scale) or canonical pairs side by side,
-``NAME_HR.png`` with ``NAME_LRx4.png``. Grey images stay grey: the model sees three equal
-channels, its output is averaged back to one, and the metrics are taken on that channel (as
-for the published Set14 figures, where ``bridge`` is grey).
+``NAME_HR.png`` with ``NAME_LRx4.png``.
+
+Grey images (Set14's ``bridge``, a few of BSD100's) are scored by one of two conventions:
+
+- ``"intensity"`` (the default): grey stays grey. The model sees three equal channels, its output
+  is averaged back to one, and the metrics are taken on that intensity (0..255). This is what
+  reproduces the published bicubic rows (Set14 26.00 dB) and the MATLAB-era tables (SRCNN,
+  VDSR, SRGAN).
+- ``"basicsr"``: as BasicSR-style evaluation code does (most papers since 2018: EDSR's successors,
+  ESRGAN, SwinIR, HAT, SPAN): OpenCV reads the grey PNG as three equal channels, the model's three
+  output channels are kept, and the metrics are taken on the Y of MATLAB's ``rgb2ycbcr``, which
+  maps a grey level v to 16 + 219 v / 255. The errors shrink by 219/255, so a grey image scores
+  20 log10(255/219) = 1.32 dB higher (SSIM barely moves); RGB images score the same either way.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -27,6 +37,8 @@ from ..errors import ArgumentError, DataError
 from .metrics import SSIM_WINDOW, min_side, psnr, ssim
 
 BICUBIC = "bicubic"
+GreyConvention = Literal["intensity", "basicsr"]
+GREY_CONVENTIONS: tuple[str, ...] = get_args(GreyConvention)
 logger = logging.getLogger(__name__)
 
 
@@ -52,13 +64,15 @@ class SetResult:
     set_name: str
     model_name: str
     images: list[ImageScore] = field(default_factory=list)
+    grey: GreyConvention = "intensity"  # how grey images were scored (see the module's docstring)
 
     def summary(self) -> dict[str, Any]:
-        """``{"psnr_y", "ssim_y", "lpips", "n"}``: means over the images (lpips None when not measured)."""
+        """``{"psnr_y", "ssim_y", "lpips", "n", "grey"}``: means over the images (lpips None when not
+        measured) and the grey-image convention they were scored by."""
         n = len(self.images)
         lpips = [s.lpips for s in self.images if s.lpips is not None]
         return {"psnr_y": sum(s.psnr_y for s in self.images) / n, "ssim_y": sum(s.ssim_y for s in self.images) / n,
-                "lpips": sum(lpips) / n if len(lpips) == n else None, "n": n}
+                "lpips": sum(lpips) / n if len(lpips) == n else None, "n": n, "grey": self.grey}
 
     def rows(self) -> list[dict[str, Any]]:
         return [asdict(score) for score in self.images]
@@ -132,11 +146,16 @@ def benchmark_image(name: str, hr_path: Path, scale: int, lr_path: Path | None =
 def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: int | None = None,
              lpips: Any = None, model_name: str | None = None, tile: int = 256, overlap: int = 32,
              device: str | torch.device | None = None, save_dir: str | Path | None = None,
-             on_image: Callable[[BenchmarkImage, torch.Tensor, ImageScore], None] | None = None) -> SetResult:
+             on_image: Callable[[BenchmarkImage, torch.Tensor, ImageScore], None] | None = None,
+             grey: GreyConvention = "intensity") -> SetResult:
     """PSNR-Y and SSIM-Y (and LPIPS, given an :class:`~srframe.eval.lpips.LPIPS`) of ``model`` on a folder.
 
-    ``model`` is a generator, a path to a component file or run directory, or ``"bicubic"``.
-    ``crop`` defaults to the scale; ``device`` runs the model there (None: where its parameters are).
+    ``model`` is a generator, a path to a component file, run directory or community checkpoint, or
+    ``"bicubic"``. ``crop`` defaults to the scale; ``device`` runs the model there (None: where its
+    parameters are). ``grey`` chooses how grey images are scored: ``"intensity"`` (srframe's default,
+    which reproduces the published bicubic rows) or ``"basicsr"`` (as most papers since 2018 score
+    them, 1.32 dB higher on a grey image; see the module's docstring). Raises ArgumentError for
+    another ``grey``.
     SR images are written to ``save_dir`` as PNG when given;
     ``on_image(image, sr, score)`` hears of each image done (sr as uint8 (C, H, W)).
     """
@@ -151,28 +170,34 @@ def evaluate(model: Any, folder: str | Path, scale: int | None = None, *, crop: 
         raise ArgumentError("the bicubic baseline needs a scale: evaluate('bicubic', folder, scale=4)")
     if not isinstance(model, str):
         _check_scale(int(model.scale), scale, model_name)  # before reading the folder at a scale it cannot use
+    check_grey(grey)
     return evaluate_images(model, load_benchmark(folder, scale), Path(folder).name, scale, crop=crop, lpips=lpips,
                            model_name=model_name, tile=tile, overlap=overlap, device=device, save_dir=save_dir,
-                           on_image=on_image)
+                           on_image=on_image, grey=grey)
 
 
 def evaluate_images(model: Any, images: Iterable[BenchmarkImage], set_name: str, scale: int | None = None, *,
                     crop: int | None = None, lpips: Any = None, model_name: str | None = None, tile: int = 256,
                     overlap: int = 32, device: str | torch.device | None = None, save_dir: str | Path | None = None,
-                    on_image: Callable[[BenchmarkImage, torch.Tensor, ImageScore], None] | None = None) -> SetResult:
+                    on_image: Callable[[BenchmarkImage, torch.Tensor, ImageScore], None] | None = None,
+                    grey: GreyConvention = "intensity") -> SetResult:
     """:func:`evaluate` on images already in memory (the training engine's validation set)."""
+    check_grey(grey)
     name = model_name or model_name_of(model)
     model_scale, upscale = _upscaler(model, scale, tile, overlap, device)
     scale = scale or model_scale
     _check_scale(model_scale, scale, name)
-    result = SetResult(set_name, name)
+    result = SetResult(set_name, name, grey=grey)
     crop = crop if crop is not None else scale
     for image in images:
         if min(image.hr.shape[1:]) < min_side(crop):
             raise DataError(f"{set_name}/{image.name}: {image.hr.shape[2]}x{image.hr.shape[1]} pixels is too small "
                             f"to score with a {crop}-pixel border crop: at least {min_side(crop)}x{min_side(crop)}")
-        sr = upscale(image.lr)
-        result.images.append(score(sr, image.hr, crop, lpips, image.name))
+        lr, hr = image.lr, image.hr
+        if grey == "basicsr" and hr.shape[0] == 1:  # read as three equal channels, as OpenCV's imread does
+            lr, hr = lr.expand(3, -1, -1), hr.expand(3, -1, -1)
+        sr = upscale(lr)
+        result.images.append(score(sr, hr, crop, lpips, image.name))
         _warn_if_not_finite(result.images[-1], set_name, name)
         if save_dir is not None:
             from ..outputs import write_png
@@ -181,6 +206,13 @@ def evaluate_images(model: Any, images: Iterable[BenchmarkImage], set_name: str,
         if on_image:
             on_image(image, sr, result.images[-1])
     return result
+
+
+def check_grey(grey: str) -> None:
+    """Raises ArgumentError unless ``grey`` names a grey-image convention."""
+    if grey not in GREY_CONVENTIONS:
+        raise ArgumentError(f"grey must be one of {', '.join(GREY_CONVENTIONS)} (how grey images are scored), "
+                            f"not {grey!r}")
 
 
 def score(sr: torch.Tensor, hr: torch.Tensor, crop: int, lpips: Any = None, name: str = "") -> ImageScore:

@@ -23,7 +23,8 @@ LABEL_SIZE = 15  # points of the label font
 
 
 def summary_table(results: list[SetResult]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{set name: {model name: {"psnr_y", "ssim_y", "lpips", "n"}}}``: the stable JSON contract of ``--json``."""
+    """``{set name: {model name: {"psnr_y", "ssim_y", "lpips", "n", "grey"}}}``: the stable JSON contract of
+    ``--json`` (``grey``: the grey-image convention the row was scored by)."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for result in results:
         table.setdefault(result.set_name, {})[result.model_name] = result.summary()

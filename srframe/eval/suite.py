@@ -12,7 +12,8 @@ import torch
 
 from ..errors import ArgumentError, DataError, WeightsError
 from ..outputs import check_output_file, ensure_writable_folder, strict_json, write_text
-from .benchmark import BICUBIC, BenchmarkImage, ImageScore, SetResult, evaluate_images, load_benchmark
+from .benchmark import (BICUBIC, BenchmarkImage, GreyConvention, ImageScore, SetResult, check_grey, evaluate_images,
+                        load_benchmark)
 from .report import save_comparison, summary_table, write_report
 
 logger = logging.getLogger(__name__)
@@ -50,19 +51,21 @@ def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], 
               out_dir: Path | None = None, json_file: Path | None = None, save_images: bool = False,
               lpips: bool = True, tile: int = 256, overlap: int = 32, device: str | torch.device | None = None,
               on_image: Callable[[str, str], None] | None = None, title: str = "srframe evaluation",
-              curves: Path | None = None, whole: bool = False) -> Suite:
+              curves: Path | None = None, whole: bool = False, grey: GreyConvention = "intensity") -> Suite:
     """Evaluate ``bicubic`` and each model (name -> generator) on each set (a benchmark folder, or a
     named list of images); write the report to ``out_dir`` and the table to ``json_file``.
 
     The report shows, per image, bicubic | every model | HR cropped where the outputs differ most;
     ``curves`` (a run's training curves) and, with ``whole``, the first image upscaled whole by the
-    last model. ``on_image(set name, model name)`` is called after each image.
+    last model. ``on_image(set name, model name)`` is called after each image. ``grey`` is how grey
+    images are scored (:mod:`srframe.eval.benchmark`); the JSON table records it with every row.
 
     Raises ArgumentError for a scale below 1, and DataError before any image is scored when
     ``out_dir`` or ``json_file`` cannot be written or would write into a benchmark folder.
     """
     if scale < 1:
         raise ArgumentError(f"scale must be >= 1 (the upscaling factor), got {scale}")
+    check_grey(grey)
     if device is not None:
         from ..infer.upscale import checked_device
 
@@ -87,7 +90,7 @@ def run_suite(models: Mapping[str, Any], sets: Sequence[str | Path | ImageSet], 
                     on_image(set_name, name)
 
             suite.results.append(evaluate_images(model, images, set_name, scale, lpips=metric, model_name=name,
-                                                 tile=tile, overlap=overlap, device=device, on_image=keep,
+                                                 tile=tile, overlap=overlap, device=device, on_image=keep, grey=grey,
                                                  save_dir=_images_dir(out_dir, save_images, set_name, name)))
         if out_dir is None:
             continue
