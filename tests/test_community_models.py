@@ -178,6 +178,9 @@ def test_named_generators_build_from_recipe_keys():
         srframe.build("generator", "swinir", depths=[1, 1], num_heads=[2])
     with pytest.raises(srframe.errors.RegistryError, match="spandrel has no architecture 'HATT'.*HAT"):
         srframe.build("generator", "spandrel", architecture="HATT")
+    with pytest.raises(srframe.errors.RegistryError, match="spandrel cannot read back a HAT network built with"):
+        srframe.build("generator", "spandrel", architecture="HAT",  # 12 maps / squeeze 30: no attention maps
+                      hyperparameters={"embed_dim": 12, "depths": [1], "num_heads": [2], "window_size": 4})
 
 
 def test_fp16_is_refused_for_an_architecture_spandrel_marks_unsafe(checkpoints, tmp_path, capsys):

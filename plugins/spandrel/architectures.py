@@ -76,10 +76,14 @@ def describe(net: nn.Module, architecture: str) -> tuple[Capabilities, Callable 
     load = MAIN_REGISTRY[architecture].architecture.load
     state = net.state_dict()
     try:
-        with torch.device("meta"):
-            descriptor = load({key: torch.empty_like(value, device="meta") for key, value in state.items()})
-    except (RuntimeError, NotImplementedError):  # a constructor computing with tensors (SwinIR's .item())
-        descriptor = load(dict(state))
+        try:
+            with torch.device("meta"):
+                descriptor = load({key: torch.empty_like(value, device="meta") for key, value in state.items()})
+        except (RuntimeError, NotImplementedError):  # a constructor computing with tensors (SwinIR's .item())
+            descriptor = load(dict(state))
+    except Exception as exc:  # spandrel's detection code meets settings it cannot read back
+        raise ValueError(f"spandrel cannot read back a {architecture} network built with these hyper-parameters "
+                         f"({type(exc).__name__}: {exc}); check them against spandrel's {architecture} class") from exc
     return Capabilities.of(descriptor), descriptor._call_fn  # spandrel has no public name for call_fn
 
 
