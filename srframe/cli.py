@@ -130,6 +130,35 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--device", metavar="DEVICE", help="where the generators run (default: cuda when available)")
     report.set_defaults(handler=_report)
 
+    export = commands.add_parser(
+        "export", parents=[common], help="write a generator as ONNX or a torch.export program, checked against torch",
+        description="Export a generator for deployment: ONNX (run by onnxruntime, TensorRT, ...) or a torch.export "
+                    "program (.pt2), with dynamic batch, height and width; input lr (N, C, H, W) in [0, 1], output "
+                    "sr. The file is run at two input sizes against the torch model before it is written "
+                    "(ONNX with onnxruntime's CPU provider, .pt2 with torch.export.load).")
+    export.add_argument("model", metavar="MODEL",
+                        help="component file, run directory or community checkpoint (.pth, .safetensors), as "
+                             "`upscale --model` takes")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                        help="the file to write: FILE.onnx (ONNX) or FILE.pt2 (torch.export program); replaced if it "
+                             "exists")
+    export.add_argument("--format", choices=["onnx", "pt2"],
+                        help="the format, when FILE's suffix is neither .onnx nor .pt2")
+    export.add_argument("--opset", type=int, metavar="N",
+                        help="ONNX opset, 16 to 23 (default 20, torch.onnx's; onnxruntime >= 1.17 runs it; 16 and 17 "
+                             "go through onnx's version converter)")
+    export.add_argument("--fp16", action="store_true",
+                        help="export in float16: weights, input and output (checked against the fp32 model, "
+                             "tolerance 2e-2)")
+    export.add_argument("--no-check", action="store_true",
+                        help="write the file without running it against the torch model (no onnxruntime needed)")
+    export.add_argument("--check-size", nargs=2, type=int, action="append", metavar=("H", "W"),
+                        help="an LR input size to check at (repeatable; default 29 43 and 48 32)")
+    export.add_argument("--atol", type=float, metavar="X",
+                        help="the largest max abs difference from the torch model accepted (default 1e-4; "
+                             "2e-2 with --fp16)")
+    export.set_defaults(handler=_export)
+
     plugins = commands.add_parser("plugins", parents=[common], help="list plugins, their status and their components")
     plugins.add_argument("--json", action="store_true", help="print machine-readable JSON")
     plugins.set_defaults(handler=_plugins)
@@ -279,6 +308,43 @@ def _upscale(args: argparse.Namespace) -> int:
     if result.left_out:
         lines.append(f"{len(result.left_out)} image(s) inside the output folder left out of the inputs, e.g. "
                      f"{result.left_out[0]}")
+    _stdout().print("\n".join(lines), highlight=False, markup=False)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .component_files import load_generator
+    from .export import CHECK_SIZES, DEFAULT_OPSET, INPUT, OUTPUT, check_opset, export_onnx, export_program, format_of
+    from .export.common import describe, require
+    from .outputs import check_output_file
+
+    kind = format_of(args.output, args.format)
+    if kind == "pt2" and args.opset is not None:
+        raise SrframeError("--opset is for ONNX files; a .pt2 torch.export program has none: leave it out")
+    opset = check_opset(args.opset if args.opset is not None else DEFAULT_OPSET)
+    check_output_file(args.output, "the exported file (-o)")
+    if kind == "onnx":  # before loading the model: a missing package is a one-line error, at once
+        require("onnx", "onnxscript", purpose="writing ONNX files")
+        if not args.no_check:
+            require("onnxruntime", purpose="checking the ONNX file (skip it with --no-check)")
+    generator = load_generator(args.model)
+    options = dict(precision="fp16" if args.fp16 else "fp32", check=not args.no_check,
+                   sizes=[tuple(size) for size in args.check_size] if args.check_size else CHECK_SIZES,
+                   tolerance=args.atol, name=f"{describe(generator)} from {args.model}")
+    with _progress() as progress:
+        progress.add_task(f"exporting {args.model}", total=None)
+        report = (export_onnx(generator, args.output, opset=opset, **options) if kind == "onnx"
+                  else export_program(generator, args.output, **options))
+    shape = lambda dims: f"({', '.join(map(str, dims))})"  # noqa: E731
+    what = f"ONNX opset {report.opset}" if report.format == "onnx" else "torch.export program"
+    lines = [f"{report.path}: {what}, {report.precision}, {report.size_mb:.3g} MB, exported in {report.seconds:.1f} s",
+             f"  input {INPUT} {shape(report.input_shape)} -> output {OUTPUT} {shape(report.output_shape)}; "
+             f"dynamic axes: {', '.join(report.dynamic_axes) or 'none'}"]
+    if report.checks:
+        lines.append(f"  checked with {report.checked_with} against torch (fp32): max abs diff "
+                     f"{', '.join(map(str, report.checks))} (tolerance {report.tolerance:.0e})")
+    else:
+        lines.append("  not checked (--no-check)")
     _stdout().print("\n".join(lines), highlight=False, markup=False)
     return 0
 

@@ -47,6 +47,11 @@ class InferenceError(SrframeError):
     precision, or broken weights), so nothing is written."""
 
 
+class ExportError(SrframeError):
+    """A model cannot be exported (an op the exporter cannot trace or translate), the exported file
+    differs from the model, or a package the export needs is not installed."""
+
+
 class TrainingInterrupted(SrframeError):
     """Training was stopped by SIGINT or SIGTERM after writing a checkpoint; ``srframe run --resume`` continues it.
 

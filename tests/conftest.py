@@ -78,7 +78,7 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 # Options whose value is where a command writes; everything else named on a command line is read.
-_OUTPUT_OPTIONS = ("-o", "--out", "--json", "--run-dir")
+_OUTPUT_OPTIONS = ("-o", "--out", "--output", "--json", "--run-dir")
 
 
 def _cli_inputs(argv: list[str], cwd: Path | None = None) -> list[Path]:

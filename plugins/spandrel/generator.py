@@ -37,15 +37,19 @@ class Capabilities:
                    descriptor.supports_half, descriptor.supports_bfloat16, descriptor.tiling.name)
 
     def padding(self, height: int, width: int) -> tuple[int, int]:
-        """(rows, columns) to add below and to the right so that the input meets the size rules."""
-        def up(size: int) -> int:
-            size = max(size, self.minimum)
-            return -(-size // self.multiple_of) * self.multiple_of
+        """(rows, columns) to add below and to the right so that the input meets the size rules.
 
-        rows, columns = up(height), up(width)
+        Written with ``torch.sym_max`` and modulo rather than branches, so that an exported program
+        (``torch.export``, ONNX) pads every input size right, not only the size it was traced at.
+        """
+        rows = torch.sym_max(self.minimum - height, 0)
+        columns = torch.sym_max(self.minimum - width, 0)
+        rows = rows + (-(height + rows)) % self.multiple_of
+        columns = columns + (-(width + columns)) % self.multiple_of
         if self.square:
-            rows = columns = max(rows, columns)
-        return rows - height, columns - width
+            side = torch.sym_max(height + rows, width + columns)
+            rows, columns = side - height, side - width
+        return rows, columns
 
 
 class SpandrelGenerator(Generator):
@@ -87,9 +91,8 @@ class SpandrelGenerator(Generator):
             return self._run(lr)
         height, width = lr.shape[-2:]
         rows, columns = self.capabilities.padding(height, width)
-        if not (rows or columns):
-            return self._run(lr)
-        reflect_rows, reflect_columns = min(rows, height - 1), min(columns, width - 1)
+        # reflect as far as reflection reaches (size - 1), replicate the rest, as spandrel pads
+        reflect_rows, reflect_columns = torch.sym_min(rows, height - 1), torch.sym_min(columns, width - 1)
         padded = F.pad(lr, (0, reflect_columns, 0, reflect_rows), mode="reflect")
         padded = F.pad(padded, (0, columns - reflect_columns, 0, rows - reflect_rows), mode="replicate")
         return self._run(padded)[..., :height * self.scale, :width * self.scale]
