@@ -211,11 +211,10 @@ def load_generator(path: str | Path) -> Any:
 
 
 def is_component_file(path: Path) -> bool:
-    """Whether ``path`` is a safetensors file srframe.save_component wrote (else: a community checkpoint)."""
+    """Whether ``path`` is a safetensors file srframe.save_component wrote, whatever its name (else: a
+    community checkpoint, or no weights at all)."""
     from safetensors import safe_open
 
-    if Path(path).suffix.lower() != ".safetensors":
-        return False
     try:
         with safe_open(str(path), framework="pt") as handle:
             return (handle.metadata() or {}).get("format") == FORMAT

@@ -104,7 +104,8 @@ def test_missing_required_keys(load):
     found = problems(load, BASE.replace("steps = 10\n", ""))
     assert found["stages[0].steps"] == "missing required key for a stage: expected an integer"
     found = problems(load, BASE.replace('kind = "srresnet"\n', ""))
-    assert "missing required key: the generator to use (srresnet)" in found["generator.kind"]
+    assert "missing required key: the generator to use (compact, rrdbnet, span, spandrel, srresnet, swinir)" in \
+        found["generator.kind"]
     found = problems(load, "scale = 4\n")
     assert {"generator", "stages"} <= set(found)
 
@@ -159,7 +160,7 @@ def test_values_are_converted(load, tmp_path):
 def test_unknown_component_name_suggests(load):
     found = problems(load, BASE.replace('kind = "srresnet"', 'kind = "srresnt"'))
     assert 'unknown generator "srresnt"; did you mean "srresnet"?' in found["generator.kind"]
-    assert "Registered generators: srresnet" in found["generator.kind"]
+    assert "Registered generators: compact, rrdbnet, span, spandrel, srresnet, swinir." in found["generator.kind"]
 
 
 def test_component_scale_must_agree_with_the_recipe(load):
