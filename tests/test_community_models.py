@@ -277,3 +277,14 @@ def test_a_recipe_whose_generator_does_not_match_the_checkpoint_is_refused_at_ch
         pixel_stage(steps=1, init_generator=str(checkpoints["rrdbnet_params_ema"])), num_blocks=3))
     assert main(["recipe", "check", str(recipe)]) == 2
     assert "num_blocks = 2 there, 3 here" in capsys.readouterr().err
+
+
+def test_a_real_size_span_upscales_with_the_cpu_rewrites(tmp_path):
+    """SPAN rebuilds its merged convolutions from its branches' weights at every eval call; with 48
+    channels a branch qualifies for the NNPACK rewrite, which must keep exposing its weight."""
+    torch.save(spandrel_state("SPAN", num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=4), tmp_path / "span.pth")
+    model = srframe.load_generator(tmp_path / "span.pth")
+    lr = torch.rand(1, 3, 20, 18, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(lr).clamp(0, 1)
+    torch.testing.assert_close(srframe.upscale(model, lr, tile=32), expected, atol=1e-4, rtol=0)

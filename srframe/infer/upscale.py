@@ -37,7 +37,7 @@ from ..errors import ArgumentError, InferenceError
 from ..eval.metrics import check_unit_range
 from .channels import (Layout, colour_of, layout_for, model_channels, side_planes, to_model, unpremultiply,
                        ycbcr_to_rgb)
-from .tiles import Write, plan_tiles, upscale_tiled
+from .tiles import Write, all_finite, plan_tiles, upscale_tiled
 
 Precision = Literal["fp32", "fp16", "bf16"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -171,7 +171,7 @@ class Upscaler:
             lr = lr.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             sr = self.model(lr)
-            if not bool(torch.isfinite(sr).all()):
+            if not all_finite(sr):
                 raise InferenceError(self._non_finite_message(sr))
             return sr.float()
 

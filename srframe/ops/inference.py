@@ -64,6 +64,16 @@ class NNPACKConv2d(nn.Module):
         super().__init__()
         self.conv = conv
 
+    # Code that reads a convolution's tensors keeps working on the rewritten model (SPAN, as spandrel
+    # runs it, rebuilds its re-parameterised convolutions from its branches' weights at every call).
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.conv.weight
+
+    @property
+    def bias(self) -> nn.Parameter | None:
+        return self.conv.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
         if (x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled() and x.requires_grad
