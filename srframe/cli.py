@@ -140,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="component file, run directory or community checkpoint (.pth, .safetensors), as "
                              "`upscale --model` takes")
     export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
-                        help="the file to write: FILE.onnx (ONNX) or FILE.pt2 (torch.export program); replaced if it "
-                             "exists")
+                        help="the file to write: FILE.onnx (ONNX) or FILE.pt2 (torch.export program); its folder is "
+                             "created; an existing file is kept unless --overwrite")
+    export.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (never the model itself)")
     export.add_argument("--format", choices=["onnx", "pt2"],
                         help="the format, when FILE's suffix is neither .onnx nor .pt2")
     export.add_argument("--opset", type=int, metavar="N",
@@ -323,6 +324,11 @@ def _export(args: argparse.Namespace) -> int:
         raise SrframeError("--opset is for ONNX files; a .pt2 torch.export program has none: leave it out")
     opset = check_opset(args.opset if args.opset is not None else DEFAULT_OPSET)
     check_output_file(args.output, "the exported file (-o)")
+    model = Path(args.model)
+    if model.exists() and args.output.resolve() == model.resolve():
+        raise SrframeError(f"-o {args.output} is the model being exported: name another file")
+    if args.output.exists() and not args.overwrite:
+        raise SrframeError(f"{args.output} exists: pass --overwrite to replace it, or name another file")
     if kind == "onnx":  # before loading the model: a missing package is a one-line error, at once
         require("onnx", "onnxscript", purpose="writing ONNX files")
         if not args.no_check:

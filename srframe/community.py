@@ -81,8 +81,8 @@ def unwrap(loaded: Any, path: Path) -> dict[str, Any]:
 
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not named tensors")
-    for key in WRAPPERS:
-        if isinstance(loaded.get(key), Mapping):
+    for key in WRAPPERS:  # the first wrapper that holds something (BasicSR may save an empty params_ema)
+        if isinstance(loaded.get(key), Mapping) and loaded[key]:
             loaded = loaded[key]
             break
     tensors = {name: value for name, value in loaded.items() if isinstance(value, torch.Tensor)}
@@ -128,5 +128,9 @@ def _read_pickle(path: Path) -> Any:
             raise CheckpointError(f"{path} is a TorchScript archive: a program, not weights, and srframe does not "
                                   "run programs from weight files. Load the original checkpoint (.pth or "
                                   ".safetensors) instead") from exc
-        raise CheckpointError(f"{path} cannot be read: {torch_load_problem(exc)}. {NO_CODE}. If you trust the "
-                              "file, convert it to safetensors in the project that wrote it") from exc
+        problem = torch_load_problem(exc)
+        if "would run code" in problem:
+            raise CheckpointError(f"{path} cannot be read: {problem}. {NO_CODE}. If you trust the file, convert it "
+                                  "to safetensors in the project that wrote it") from exc
+        raise CheckpointError(f"{path} cannot be read ({path.stat().st_size} bytes): {problem}. It is damaged "
+                              "(a truncated download?) or not a PyTorch checkpoint: get the file again") from exc

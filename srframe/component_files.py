@@ -43,6 +43,9 @@ def save_component(component: Any, path: str | Path) -> Path:
         raise CheckpointError(f"cannot save a {type(component).__name__}: it was not built by srframe.build or a recipe, "
                               "so how to rebuild it is unknown; build it with srframe.build(kind, name, ...)")
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot save the {built_from.kind} to {path}: it is a folder; give a file name, "
+                              f"e.g. {path / (built_from.name + '.safetensors')}")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     metadata = {"format": FORMAT, "kind": built_from.kind, "name": built_from.name,
@@ -117,7 +120,9 @@ def load_component(path: str | Path, kind: str | None = None, *, registry: Any =
     try:
         load_model(component, str(path))
     except RuntimeError as exc:
-        raise CheckpointError(f"the weights in {path} do not fit {built.kind} \"{built.name}\": {exc}") from exc
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(f"the weights in {path} do not fit {built.kind} \"{built.name}\": "
+                              f"{detail[:600]}{'...' if len(detail) > 600 else ''}") from exc
     except Exception as exc:  # safetensors' own errors for a damaged file
         raise CheckpointError(f"cannot read the weights in {path}: {type(exc).__name__}: {exc}") from exc
     return component

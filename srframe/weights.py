@@ -303,7 +303,7 @@ def torch_load_problem(exc: BaseException) -> str:
     """What ``torch.load(weights_only=True)`` refused, in a few words, without torch's advice to load the
     file with ``weights_only=False`` (which would run the code it holds)."""
     text = str(exc)
-    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"unsupported GLOBAL (\S+)", text)
     if unsafe:
         return (f"it is a pickle that asks for {unsafe.group(1).rstrip('.')}, which is neither a tensor nor a plain "
                 "container; building it would run code")

@@ -176,7 +176,7 @@ def test_named_generators_build_from_recipe_keys():
     assert rrdb.scale == 2 and rrdb(torch.rand(1, 3, 9, 7)).shape == (1, 3, 18, 14)  # padded to 4k inside
     with pytest.raises(RecipeError, match="num_heads"):
         srframe.build("generator", "swinir", depths=[1, 1], num_heads=[2])
-    with pytest.raises(srframe.errors.RegistryError, match="spandrel has no architecture 'HATT'.*HAT"):
+    with pytest.raises(RecipeError, match="spandrel has no architecture 'HATT'.*HAT"):
         srframe.build("generator", "spandrel", architecture="HATT")
     with pytest.raises(srframe.errors.RegistryError, match="spandrel cannot read back a HAT network built with"):
         srframe.build("generator", "spandrel", architecture="HAT",  # 12 maps / squeeze 30: no attention maps
@@ -288,3 +288,64 @@ def test_a_real_size_span_upscales_with_the_cpu_rewrites(tmp_path):
     with torch.no_grad():
         expected = model(lr).clamp(0, 1)
     torch.testing.assert_close(srframe.upscale(model, lr, tile=32), expected, atol=1e-4, rtol=0)
+
+
+def test_spandrel_settings_are_checked_before_anything_is_built(tmp_path, capsys):
+    from srframe.errors import RegistryError
+
+    with pytest.raises(RecipeError, match='hyperparameters.embed_dimm: not a keyword of spandrel\'s HAT; did you mean "embed_dim"'):
+        srframe.build("generator", "spandrel", architecture="HAT", hyperparameters={"embed_dimm": 12})
+    with pytest.raises(RecipeError, match='no architecture \'hat\'; did you mean "HAT"'):
+        srframe.build("generator", "spandrel", architecture="hat")
+    with pytest.raises(RecipeError, match="LaMa takes a mask as well as an image"):
+        srframe.build("generator", "spandrel", architecture="LaMa")
+    hat = {"embed_dim": 30, "depths": [1], "num_heads": [2], "window_size": 4}
+    with pytest.raises(RegistryError, match="upscales x1, and the recipe's scale is 4"):
+        srframe.build("generator", "spandrel", architecture="HAT", hyperparameters=hat, scale=4)
+    with pytest.raises(RecipeError, match="embed_dim: must be a multiple of every head count"):
+        srframe.build("generator", "swinir", embed_dim=10, depths=[1], num_heads=[3])
+    with pytest.raises(RecipeError, match="depths: needs at least one group"):
+        srframe.build("generator", "swinir", depths=[], num_heads=[])
+
+
+def test_a_swinir_without_upsampler_saves_and_reloads(tmp_path):
+    x1 = dict(SWINIR, upscale=1, upsampler="")
+    torch.save(spandrel_state("SwinIR", **x1), tmp_path / "swinir_x1.pth")
+    model = srframe.load_generator(tmp_path / "swinir_x1.pth")
+    again = srframe.load_generator(srframe.save_component(model, tmp_path / "swinir_x1.safetensors"))
+    assert again.scale == 1 and again.srframe_built_from.params["upsampler"] == ""
+
+
+def test_a_spandrel_model_fine_tunes_whatever_defaults_the_recipe_spells_out(tmp_path, capsys):
+    hat = {"embed_dim": 30, "depths": [1], "num_heads": [2], "window_size": 4, "upscale": 4}
+    torch.save(spandrel_state("HAT", **hat), tmp_path / "hat_x4.pth")
+    recipe = recipe_data([pixel_stage(steps=1, init_generator=str(tmp_path / "hat_x4.pth"))])
+    recipe["generator"] = {"kind": "spandrel", "architecture": "HAT",
+                           "hyperparameters": {**hat, "compress_ratio": 3, "mlp_ratio": 4.0}}  # HAT's defaults
+    assert main(["recipe", "check", str(write_recipe(tmp_path / "ok.toml", recipe))]) == 0
+    recipe["generator"]["hyperparameters"]["embed_dim"] = 60
+    assert main(["recipe", "check", str(write_recipe(tmp_path / "wrong.toml", recipe))]) == 2
+    assert "hyperparameters.embed_dim = 30 there, 60 here" in capsys.readouterr().err
+
+
+def test_damaged_and_odd_files_say_what_is_wrong(tmp_path):
+    import os
+
+    good = tmp_path / "good.pth"
+    torch.save({"params_ema": {}, "params": basicsr_rrdbnet()}, good)  # an empty params_ema falls back
+    assert srframe.load_generator(good).scale == 4
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match=r"cannot be read \(5000 bytes\).*damaged \(a truncated download\?\)"):
+        srframe.load_generator(truncated)
+
+    class System:
+        def __reduce__(self):
+            return os.system, ("true",)
+
+    torch.save({"w": System()}, tmp_path / "system.pth")
+    with pytest.raises(CheckpointError, match=r"asks for posix\.system.*would run code"):
+        srframe.load_generator(tmp_path / "system.pth")
+    model = srframe.load_generator(good)
+    with pytest.raises(CheckpointError, match="it is a folder; give a file name"):
+        srframe.save_component(model, tmp_path)

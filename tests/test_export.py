@@ -262,3 +262,26 @@ def test_srframe_custom_ops_become_plain_onnx(tmp_path):
     report = export_onnx(Epilogue().eval(), tmp_path / "epilogue.onnx")
     assert all(check.max_abs_diff < 1e-5 for check in report.checks)
     assert {node.domain for node in onnx.load(str(report.path)).graph.node} <= {""}  # standard ONNX ops only
+
+
+def test_export_keeps_existing_files_and_never_replaces_the_model(tmp_path, capsys):
+    from srframe.cli import main
+
+    model = srframe.save_component(srframe.build("generator", "srresnet", scale=2, num_blocks=1, channels=8),
+                                   tmp_path / "tiny.safetensors")
+    before = model.read_bytes()
+    assert main(["export", str(model), "-o", str(model), "--format", "pt2", "--no-check", "--overwrite"]) == 2
+    assert "is the model being exported" in capsys.readouterr().err and model.read_bytes() == before
+    photo = tmp_path / "photo.onnx"
+    photo.write_bytes(b"mine")
+    assert main(["export", str(model), "-o", str(photo), "--no-check"]) == 2
+    assert "exists: pass --overwrite" in capsys.readouterr().err and photo.read_bytes() == b"mine"
+
+
+def test_fp16_export_is_refused_for_a_model_that_does_not_run_in_fp16(tmp_path):
+    from srframe.errors import ArgumentError
+
+    swinir = srframe.build("generator", "swinir", embed_dim=12, depths=[1], num_heads=[2], window_size=4,
+                           img_size=16, scale=2)
+    with pytest.raises(ArgumentError, match=r"does not run in fp16 \(it runs in fp32, bf16\)"):
+        export_onnx(swinir, tmp_path / "swinir.onnx", precision="fp16")

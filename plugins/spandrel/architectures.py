@@ -10,9 +10,11 @@ checkpoints spandrel loads, and a checkpoint loaded here fine-tunes in place.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -47,8 +49,9 @@ def network_class(architecture: str) -> type[nn.Module]:
 
     known = sorted(str(support.architecture.id) for support in MAIN_REGISTRY.architectures())
     if architecture not in known:
-        raise ValueError(f"spandrel has no architecture {architecture!r}{close_matches(architecture, known)} "
-                         f"Architectures: {', '.join(known)}.")
+        cased = {name.lower(): name for name in known}.get(architecture.lower())
+        hint = f'; did you mean "{cased}"?' if cased else close_matches(architecture, known)
+        raise ValueError(f"spandrel has no architecture {architecture!r}{hint} Architectures: {', '.join(known)}.")
     module = importlib.import_module(f"spandrel.architectures.{architecture}")
     found = getattr(module, architecture, None)
     if not (isinstance(found, type) and issubclass(found, nn.Module)):
@@ -59,9 +62,19 @@ def network_class(architecture: str) -> type[nn.Module]:
 
 def build(architecture: str, hyperparameters: Mapping[str, Any]) -> SpandrelGenerator:
     """A freshly initialised network of ``architecture`` built with ``hyperparameters``, wrapped."""
-    net = network_class(architecture)(**hyperparameters)
-    capabilities, call = describe(net, architecture)
+    with quiet():
+        net = network_class(architecture)(**hyperparameters)
+        capabilities, call = describe(net, architecture)
     return SpandrelGenerator(net, capabilities, call)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Without the deprecation notes torch prints while spandrel's transformers are built (meshgrid's
+    indexing), which say nothing to a user of the model."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+        yield
 
 
 def describe(net: nn.Module, architecture: str) -> tuple[Capabilities, Callable | None]:
@@ -71,7 +84,7 @@ def describe(net: nn.Module, architecture: str) -> tuple[Capabilities, Callable 
     meta device, where the architecture's constructor allows (nothing is allocated); else the real
     tensors, into a second network that is dropped again.
     """
-    from spandrel import MAIN_REGISTRY
+    from spandrel import MAIN_REGISTRY, ImageModelDescriptor
 
     load = MAIN_REGISTRY[architecture].architecture.load
     state = net.state_dict()
@@ -84,6 +97,9 @@ def describe(net: nn.Module, architecture: str) -> tuple[Capabilities, Callable 
     except Exception as exc:  # spandrel's detection code meets settings it cannot read back
         raise ValueError(f"spandrel cannot read back a {architecture} network built with these hyper-parameters "
                          f"({type(exc).__name__}: {exc}); check them against spandrel's {architecture} class") from exc
+    if not isinstance(descriptor, ImageModelDescriptor):
+        raise ValueError(f"spandrel's {architecture} is a {descriptor.purpose} model that takes a mask as well as an "
+                         "image: it is not a super-resolution generator")
     return Capabilities.of(descriptor), descriptor._call_fn  # spandrel has no public name for call_fn
 
 
@@ -212,7 +228,7 @@ def _span_params(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 SwinIRScale = Literal[1, 2, 3, 4, 8]
-SwinIRUpsampler = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
+SwinIRUpsampler = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv", ""]  # "": none (x1 models)
 
 
 def swinir(scale: SwinIRScale = 4, in_channels: Channels = 3, img_size: Annotated[int, Range(min=1)] = 64,
@@ -225,11 +241,12 @@ def swinir(scale: SwinIRScale = 4, in_channels: Channels = 3, img_size: Annotate
     """SwinIR (Liang et al., ICCVW 2021): residual Swin Transformer blocks, ``depths[i]`` blocks with
     ``num_heads[i]`` heads in group ``i``, windows of ``window_size`` pixels. The defaults are the
     paper's classical x4 model (SwinIR-M); the lightweight model is ``embed_dim = 60``, four groups
-    of 6 with 6 heads and ``upsampler = "pixelshuffledirect"``. ``img_size`` is the training patch
+    of 6 with 6 heads and ``upsampler = "pixelshuffledirect"``; ``upsampler = ""`` with ``scale = 1`` is
+    the denoising and JPEG-artefact models' (no upsampler). ``img_size`` is the training patch
     (LR pixels) the attention masks are precomputed for. Inputs are padded to a multiple of
     ``window_size``. fp16 inference is refused (spandrel marks SwinIR unsafe in half precision).
     The network is spandrel's ``SwinIR`` class."""
-    enforce(swinir, dict(depths=depths, num_heads=num_heads))
+    enforce(swinir, dict(depths=depths, num_heads=num_heads, embed_dim=embed_dim, upsampler=upsampler, scale=scale))
     return build("SwinIR", _swinir_keywords(dict(
         scale=scale, in_channels=in_channels, img_size=img_size, window_size=window_size, embed_dim=embed_dim,
         depths=depths, num_heads=num_heads, mlp_ratio=mlp_ratio, upsampler=upsampler,
@@ -241,8 +258,15 @@ def _swinir_check(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     if len(params["depths"]) != len(params["num_heads"]):
         yield "num_heads", (f"needs one head count per group of blocks: depths has {len(params['depths'])} "
                             f"groups, num_heads {len(params['num_heads'])}")
+    if not params["depths"]:
+        yield "depths", "needs at least one group of blocks"
     if any(int(n) < 1 for n in [*params["depths"], *params["num_heads"]]):
         yield "depths", "block and head counts must be >= 1"
+    elif any(params["embed_dim"] % int(heads) for heads in params["num_heads"]):
+        yield "embed_dim", (f"must be a multiple of every head count (the heads split it): {params['embed_dim']} "
+                            f"with num_heads {list(params['num_heads'])}")
+    if (params["upsampler"] == "") != (params["scale"] == 1):
+        yield "upsampler", 'is "" (no upsampler) exactly when scale = 1'
 
 
 swinir.check_params = _swinir_check  # type: ignore[attr-defined]
@@ -261,15 +285,61 @@ def _swinir_params(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
                 **{key: hyperparameters[key] for key in keys})
 
 
-def spandrel(architecture: str, hyperparameters: dict[str, Any] = {}) -> SpandrelGenerator:  # noqa: B006
-    """Any architecture spandrel implements, by its spandrel id (``HAT``, ``DAT``, ``OmniSR``,
-    ``RealCUGAN``, ...), built with ``hyperparameters`` named as that architecture's class names
-    its keywords (its defaults for the rest). What a community checkpoint of an architecture
-    without a named generator is saved as, so it reloads without the original file."""
+def spandrel(architecture: str, hyperparameters: dict[str, Any] = {},  # noqa: B006 - read only
+             scale: Annotated[int, Range(min=1)] | None = None) -> SpandrelGenerator:
+    """Any architecture spandrel implements, by its spandrel id (HAT, DAT, OmniSR, RealCUGAN, ...),
+    built with ``hyperparameters`` named as that architecture's class names its keywords (its
+    defaults for the rest). ``scale`` (a recipe gives its own) must be the scale those settings
+    build: the hyper-parameter that sets it is the architecture's (``upscale``, ``up_scale``, ...).
+    What a community checkpoint of an architecture without a named generator is saved as, so it
+    reloads without the original file."""
+    enforce(spandrel, dict(architecture=architecture, hyperparameters=hyperparameters, scale=scale))
     try:
-        return build(architecture, hyperparameters)
+        generator = build(architecture, hyperparameters)
     except TypeError as exc:
         raise ValueError(f"spandrel's {architecture} does not take these hyperparameters: {exc}") from exc
+    if scale is not None and generator.scale != scale:
+        raise ValueError(f"spandrel's {architecture} built with these hyperparameters upscales x{generator.scale}, "
+                         f"and the recipe's scale is {scale}: set the hyper-parameter of its scale")
+    return generator
+
+
+def _spandrel_check(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The architecture must exist and take images only; the hyper-parameters must be its keywords."""
+    try:
+        cls = network_class(params["architecture"])
+    except ValueError as exc:
+        yield "architecture", str(exc)
+        return
+    if params["architecture"] in MASKED:
+        yield "architecture", f"{params['architecture']} takes a mask as well as an image: not a generator"
+    accepted = _defaults(cls).keys() | _required(cls)
+    for key in params["hyperparameters"]:
+        if key not in accepted:
+            yield ("hyperparameters", key), (f"not a keyword of spandrel's {params['architecture']}"
+                                             f"{close_matches(key, sorted(accepted))} Keywords: "
+                                             f"{', '.join(sorted(accepted))}.")
+
+
+def _spandrel_normalize(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The same model's parameters whatever defaults they spell out (for init_generator's comparison)."""
+    try:
+        cls = network_class(params["architecture"])
+    except (KeyError, ValueError):
+        return dict(params)
+    hyperparameters = json.loads(json.dumps(non_default(cls, params.get("hyperparameters", {})), default=repr))
+    return {"architecture": params["architecture"], "hyperparameters": hyperparameters}
+
+
+def _required(cls: type) -> set[str]:
+    return {name for name, parameter in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and parameter.default is inspect.Parameter.empty
+            and parameter.kind is not inspect.Parameter.VAR_KEYWORD}
+
+
+spandrel.check_params = _spandrel_check  # type: ignore[attr-defined]
+spandrel.normalize_params = _spandrel_normalize  # type: ignore[attr-defined]
+MASKED = ("LaMa",)  # spandrel's architectures that inpaint (image + mask)
 
 
 NAMED = (

@@ -10,7 +10,7 @@ from srframe.community import describe_keys
 from srframe.errors import CheckpointError
 from srframe.registry import BuiltFrom
 
-from .architectures import hyperparameters_of, recipe_form
+from .architectures import hyperparameters_of, quiet, recipe_form
 from .generator import Capabilities, SpandrelGenerator
 
 
@@ -26,12 +26,14 @@ def srframe_generator_from_state_dict(state_dict: dict[str, Any], source: str) -
     from spandrel import ImageModelDescriptor, MAIN_REGISTRY, UnsupportedModelError, canonicalize_state_dict
 
     try:
-        descriptor = MAIN_REGISTRY.load(canonicalize_state_dict(dict(state_dict)))
+        with quiet():
+            descriptor = MAIN_REGISTRY.load(canonicalize_state_dict(dict(state_dict)))
     except UnsupportedModelError:
         return None
     except Exception as exc:  # detection matched, building or loading failed: shapes spandrel did not expect
+        detail = " ".join(str(exc).split())
         raise CheckpointError(f"{source}: spandrel took these weights for an architecture it knows, but they do "
-                              f"not load into it ({type(exc).__name__}: {str(exc).strip()[:300]}); the file's "
+                              f"not load into it ({type(exc).__name__}: {detail[:300]}); the file's "
                               f"tensors: {describe_keys(state_dict)}") from exc
     if not isinstance(descriptor, ImageModelDescriptor):
         raise CheckpointError(f"{source} holds a {descriptor.architecture.name} model for {descriptor.purpose}, "

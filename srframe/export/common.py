@@ -77,11 +77,16 @@ class ExportReport:
         return tuple(axis for axis in self.input_shape if isinstance(axis, str))
 
 
-def precision_dtype(precision: str) -> torch.dtype:
-    """Raises ArgumentError for a precision other than fp32 or fp16."""
+def precision_dtype(precision: str, generator: torch.nn.Module | None = None) -> torch.dtype:
+    """Raises ArgumentError for a precision other than fp32 or fp16, or one ``generator`` does not run in
+    (its ``precisions``: spandrel marks SwinIR, HAT, DAT unsafe in fp16)."""
     if precision not in DTYPES:
         raise ArgumentError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r} (bf16 has no "
                             "kernels in onnxruntime's CPU provider)")
+    supported = getattr(generator, "precisions", DTYPES)
+    if precision not in supported:
+        raise ArgumentError(f"{describe(generator)} does not run in {precision} (it runs in {', '.join(supported)}): "
+                            "export it in fp32 (leave out --fp16)")
     return DTYPES[precision]
 
 

@@ -66,7 +66,7 @@ def export_onnx(generator: nn.Module, path: str | Path, *, opset: int = DEFAULT_
     from .trace import trace
 
     check_opset(opset)
-    dtype = precision_dtype(precision)
+    dtype = precision_dtype(precision, generator)
     tolerance = checked_tolerance(tolerance, precision)
     sizes = checked_sizes(sizes) if check else ()
     require("onnx", "onnxscript", purpose="writing ONNX files")

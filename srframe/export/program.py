@@ -39,7 +39,7 @@ def export_program(generator: nn.Module, path: str | Path, *, precision: Precisi
     from .check import check_program
     from .trace import trace
 
-    dtype = precision_dtype(precision)
+    dtype = precision_dtype(precision, generator)
     tolerance = checked_tolerance(tolerance, precision)
     sizes = checked_sizes(sizes) if check else ()
     started = time.perf_counter()

@@ -185,6 +185,8 @@ class GeneratorSource:
         try:
             built = generator_built_from(value)
         except CheckpointError as exc:
+            if Path(value).is_file():  # the file is there and is what is wrong
+                return checker.problem(path, str(exc))
             return checker.problem(path, f"{exc}. Train that run first (`srframe run` on its recipe), or point "
                                          "init_generator at a run directory, a generator .safetensors file or a "
                                          "community checkpoint (.pth, .safetensors)")
@@ -200,9 +202,18 @@ def _starts_mismatch(generator: ComponentSpec, source: Path) -> str | None:
     built = generator_built_from(source)
     if built.name != generator.name:
         return f'{source} holds a "{built.name}" generator, and this recipe trains "{generator.name}"'
-    differing = [f"{key} = {show(built.params[key])} there, {show(generator.params[key])} here"
-                 for key in sorted(built.params.keys() & generator.params.keys())
-                 if built.params[key] != to_toml_data(generator.params[key])]
+    # a factory may say which parameters are the same model (spandrel's hyper-parameters, defaults left out)
+    normalize = getattr(getattr(generator.entry, "factory", None), "normalize_params", None) or dict
+    there, here = normalize(dict(built.params)), normalize(to_toml_data(dict(generator.params)))
+    differing = [f"{key} = {show(there[key])} there, {show(here[key])} here"
+                 for key in sorted(there.keys() & here.keys()) if there[key] != here[key]
+                 and not (isinstance(there[key], dict) and isinstance(here[key], dict))]
+    differing += [f"{key}.{inner} = {show(there[key].get(inner, '(default)'))} there, "
+                  f"{show(here[key].get(inner, '(default)'))} here"
+                  for key in sorted(there.keys() & here.keys())
+                  if isinstance(there[key], dict) and isinstance(here[key], dict)
+                  for inner in sorted(there[key].keys() | here[key].keys())
+                  if there[key].get(inner) != here[key].get(inner)]
     if differing:
         return f"{source} holds a {built.name} generator built differently: {'; '.join(differing)}"
     return None

@@ -54,8 +54,10 @@ class Validation:
         Runs on a copy of ``generator`` in eval mode (srframe.eval's Upscaler), so training is untouched;
         the metrics are computed on the CPU, as ``srframe eval`` computes them.
         """
-        return evaluate_images(generator, self.images, "val", self.scale, lpips=self.lpips,
-                               model_name="generator").summary()
+        summary = evaluate_images(generator, self.images, "val", self.scale, lpips=self.lpips,
+                                  model_name="generator").summary()
+        del summary["grey"]  # validation scores grey images the one way, srframe's default
+        return summary
 
     @staticmethod
     def better(metric: str, value: float, best: Mapping[str, Any] | None) -> bool:
