@@ -17,6 +17,7 @@ the plugins are asked, through the ``srframe_generator_from_state_dict`` hook, w
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from .errors import CheckpointError
 
+logger = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 # Keys under which projects nest the generator's weights, in the order they are preferred
@@ -57,6 +59,10 @@ def load_community_generator(path: Path) -> Any:
                   if disabled else "")
         raise CheckpointError(f"{path}: no installed plugin recognises the architecture of these weights "
                               f"({len(state_dict)} tensors: {describe_keys(state_dict)}). {advice}{REGISTER_HINT}")
+    built = getattr(generator, "srframe_built_from", None)
+    logger.info("%s: %d tensors recognised as %s (generator %s, %s)", path, len(state_dict),
+                getattr(generator, "architecture", type(generator).__name__), built.name if built else "?",
+                built.params if built else {})
     return generator
 
 
