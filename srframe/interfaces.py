@@ -44,6 +44,11 @@ class Generator(nn.Module):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def prepare_for_export(self) -> None:
+        """Make this generator (a copy ``srframe export`` made, in eval mode) traceable by ``torch.export``:
+        e.g. fold weights that ``forward`` would recompute at every call into fixed ones. Outputs must not
+        change. The default does nothing."""
+
 
 class Discriminator(nn.Module):
     """Scores images as real or generated.

@@ -285,3 +285,13 @@ def test_fp16_export_is_refused_for_a_model_that_does_not_run_in_fp16(tmp_path):
                            img_size=16, scale=2)
     with pytest.raises(ArgumentError, match=r"does not run in fp16 \(it runs in fp32, bf16\)"):
         export_onnx(swinir, tmp_path / "swinir.onnx", precision="fp16")
+
+
+def test_span_exports_with_its_reparameterised_convolutions_folded(tmp_path):
+    """SPAN rebuilds each Conv3XC's eval_conv from its branches at every eval call (untraceable `.data`
+    assignments); prepare_for_export folds them once, on the exported copy only."""
+    span = srframe.build("generator", "span", feature_channels=16)
+    report = export_onnx(span, tmp_path / "span.onnx", sizes=[(29, 43), (48, 32)])
+    assert report.dynamic_axes and all(check.max_abs_diff <= 1e-4 for check in report.checks)
+    span.train()  # the original keeps training through its branches
+    assert span.net.conv_1.forward.__func__ is type(span.net.conv_1).forward

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,6 +98,16 @@ class SpandrelGenerator(Generator):
         padded = F.pad(padded, (0, columns - reflect_columns, 0, rows - reflect_rows), mode="replicate")
         return self._run(padded)[..., :height * self.scale, :width * self.scale]
 
+    def prepare_for_export(self) -> None:
+        """Fold the re-parameterised convolutions (SPAN's ``Conv3XC``), which rebuild ``eval_conv`` from
+        their branches at every eval call by assigning ``.data`` (untraceable), into their ``eval_conv``
+        once: the eval forward spandrel runs, without the rebuild. Only for a copy that stops training."""
+        for module in self.net.modules():
+            if _reparameterised(module) and hasattr(module, "has_relu"):
+                with torch.no_grad():
+                    module.update_params()
+                module.forward = types.MethodType(_folded_forward, module)
+
     def _run(self, lr: torch.Tensor) -> torch.Tensor:
         return self.net(lr) if self.call is None else self.call(self.net, lr)
 
@@ -104,10 +115,22 @@ class SpandrelGenerator(Generator):
         return f"architecture={self.architecture}, scale={self.scale}"
 
 
+def _reparameterised(module: nn.Module) -> bool:
+    """A block trained as branches and run as one ``eval_conv`` rebuilt by ``update_params`` (SPAN's ``Conv3XC``)."""
+    return callable(getattr(module, "update_params", None)) and isinstance(getattr(module, "eval_conv", None),
+                                                                          nn.Module)
+
+
 def _freeze_reparameterised(net: nn.Module) -> None:
-    """``eval_conv`` of a re-parameterised block (one with ``update_params``) is computed from the
-    trained branches, never trained itself: no gradient reaches it, so it is not a parameter to fit."""
+    """``eval_conv`` of a re-parameterised block is computed from the trained branches, never trained
+    itself: no gradient reaches it, so it is not a parameter to fit."""
     for module in net.modules():
-        if callable(getattr(module, "update_params", None)) and isinstance(getattr(module, "eval_conv", None),
-                                                                            nn.Module):
+        if _reparameterised(module):
             module.eval_conv.requires_grad_(False)
+
+
+def _folded_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """spandrel's ``Conv3XC.forward`` in eval mode after ``update_params()``: the merged convolution, then
+    LeakyReLU(0.05) where the block has one."""
+    out = self.eval_conv(x)
+    return F.leaky_relu(out, negative_slope=0.05) if self.has_relu else out

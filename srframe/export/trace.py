@@ -71,7 +71,8 @@ class Traced:
 
 
 def trace(generator: nn.Module, dtype: torch.dtype = torch.float32, *, name: str | None = None) -> Traced:
-    """``generator`` (a copy, on the CPU, in ``dtype``, in eval mode) exported with ``torch.export``.
+    """``generator`` (a copy, on the CPU, in ``dtype``, in eval mode, its ``prepare_for_export()`` called
+    when it has one) exported with ``torch.export``.
 
     The input (N, C, H, W) has dynamic H and W, and a dynamic N unless the model fixes it (then N is 1).
     srframe's custom ops are decomposed into ATen ops (see the module's docstring). ``name`` is how
@@ -83,7 +84,10 @@ def trace(generator: nn.Module, dtype: torch.dtype = torch.float32, *, name: str
     """
     what = name or describe(generator)
     channels = int(getattr(generator, "in_channels", 3))
-    model = Entry(copy.deepcopy(generator).to("cpu", dtype).eval())
+    prepared = copy.deepcopy(generator).to("cpu", dtype).eval()
+    if callable(getattr(prepared, "prepare_for_export", None)):  # srframe.Generator's hook (no-op by default)
+        prepared.prepare_for_export()
+    model = Entry(prepared)
     dynamic = torch.export.Dim.DYNAMIC
     attempts = [(size, batch, axes) for size in TRACE_SIZES  # a dynamic batch if the model allows it, else 1
                 for batch, axes in ((2, {0: dynamic, 2: dynamic, 3: dynamic}), (1, {2: dynamic, 3: dynamic}))]
