@@ -178,7 +178,7 @@ def test_named_generators_build_from_recipe_keys():
         srframe.build("generator", "swinir", depths=[1, 1], num_heads=[2])
     with pytest.raises(RecipeError, match="spandrel has no architecture 'HATT'.*HAT"):
         srframe.build("generator", "spandrel", architecture="HATT")
-    with pytest.raises(srframe.errors.RegistryError, match="spandrel cannot read back a HAT network built with"):
+    with pytest.raises(RecipeError, match="spandrel cannot read back a HAT network built with"):
         srframe.build("generator", "spandrel", architecture="HAT",  # 12 maps / squeeze 30: no attention maps
                       hyperparameters={"embed_dim": 12, "depths": [1], "num_heads": [2], "window_size": 4})
 
@@ -300,8 +300,14 @@ def test_spandrel_settings_are_checked_before_anything_is_built(tmp_path, capsys
     with pytest.raises(RecipeError, match="LaMa takes a mask as well as an image"):
         srframe.build("generator", "spandrel", architecture="LaMa")
     hat = {"embed_dim": 30, "depths": [1], "num_heads": [2], "window_size": 4}
-    with pytest.raises(RegistryError, match="upscales x1, and the recipe's scale is 4"):
+    with pytest.raises(RecipeError, match="build a x1 HAT, and the recipe's scale is 4"):
         srframe.build("generator", "spandrel", architecture="HAT", hyperparameters=hat, scale=4)
+    with pytest.raises(RecipeError, match="spandrel's HAT cannot be built with these: RuntimeError: .*negative dimension"):
+        srframe.build("generator", "spandrel", architecture="HAT", hyperparameters={**hat, "embed_dim": -5})
+    recipe = recipe_data([pixel_stage(steps=1)])  # the same, from a recipe, at `srframe recipe check`
+    recipe["generator"] = {"kind": "spandrel", "architecture": "HAT", "hyperparameters": hat}
+    assert main(["recipe", "check", str(write_recipe(tmp_path / "hat.toml", recipe))]) == 2
+    assert "build a x1 HAT, and the recipe's scale is 4" in capsys.readouterr().err
     with pytest.raises(RecipeError, match="embed_dim: must be a multiple of every head count"):
         srframe.build("generator", "swinir", embed_dim=10, depths=[1], num_heads=[3])
     with pytest.raises(RecipeError, match="depths: needs at least one group"):

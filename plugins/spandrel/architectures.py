@@ -293,7 +293,10 @@ def spandrel(architecture: str, hyperparameters: dict[str, Any] = {},  # noqa: B
     build: the hyper-parameter that sets it is the architecture's (``upscale``, ``up_scale``, ...).
     What a community checkpoint of an architecture without a named generator is saved as, so it
     reloads without the original file."""
-    enforce(spandrel, dict(architecture=architecture, hyperparameters=hyperparameters, scale=scale))
+    problems = [f"{key}: {message}" for key, message in _spandrel_names(
+        dict(architecture=architecture, hyperparameters=hyperparameters))]
+    if problems:
+        raise ValueError("; ".join(problems))
     try:
         generator = build(architecture, hyperparameters)
     except TypeError as exc:
@@ -305,6 +308,27 @@ def spandrel(architecture: str, hyperparameters: dict[str, Any] = {},  # noqa: B
 
 
 def _spandrel_check(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """``srframe recipe check``'s rules: the names (:func:`_spandrel_names`), then a trial build, so that
+    values the architecture refuses, or a scale other than the recipe's, are found before a run starts
+    (the network is built on the CPU and dropped: a second or two for the largest)."""
+    named = list(_spandrel_names(params))
+    yield from named
+    if named:
+        return
+    architecture = params["architecture"]
+    try:
+        with torch.no_grad():
+            built_scale = build(architecture, params["hyperparameters"]).scale
+    except Exception as exc:  # whatever the architecture's constructor or spandrel's reading raises
+        detail = " ".join(str(exc).split())[:300]
+        yield "hyperparameters", f"spandrel's {architecture} cannot be built with these: {type(exc).__name__}: {detail}"
+        return
+    if params.get("scale") is not None and built_scale != params["scale"]:
+        yield "hyperparameters", (f"build a x{built_scale} {architecture}, and the recipe's scale is {params['scale']}: "
+                                  "set the hyper-parameter of its scale (upscale, up_scale, ...)")
+
+
+def _spandrel_names(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """The architecture must exist and take images only; the hyper-parameters must be its keywords."""
     try:
         cls = network_class(params["architecture"])
