@@ -257,7 +257,12 @@ def _eval(args: argparse.Namespace) -> int:
         raise SrframeError(f"models must have distinct names (their file or run directory name), and not "
                            f"{BICUBIC!r}: {clashes}; copy or rename one")
     models = {name: load_generator(path) for name, path in zip(names, paths)}
-    scale = args.scale if args.scale is not None else (next(iter(models.values())).scale if models else None)
+    scales = {name: int(model.scale) for name, model in models.items()}
+    if args.scale is None and len(set(scales.values())) > 1:
+        found = ", ".join(f"{name} x{scale}" for name, scale in scales.items())
+        raise SrframeError(f"the models upscale by different factors ({found}): a table compares one scale; "
+                           "evaluate the models of each scale in their own `srframe eval`")
+    scale = args.scale if args.scale is not None else (next(iter(scales.values())) if models else None)
     if scale is None:
         raise SrframeError("give --scale, or a model to take it from")
     with _progress() as progress:

@@ -355,3 +355,10 @@ def test_damaged_and_odd_files_say_what_is_wrong(tmp_path):
     model = srframe.load_generator(good)
     with pytest.raises(CheckpointError, match="it is a folder; give a file name"):
         srframe.save_component(model, tmp_path)
+
+
+def test_eval_of_models_of_different_scales_names_them(checkpoints, tmp_path, capsys):
+    Image.new("RGB", (48, 48)).save(tmp_path / "a.png")
+    assert main(["eval", str(checkpoints["rrdbnet_safetensors"]), str(checkpoints["compact"]), "--data",
+                 str(tmp_path), "--no-lpips"]) == 2
+    assert "different factors (rrdbnet_x2_flat x2, compact_x4 x4)" in capsys.readouterr().err
