@@ -18,7 +18,6 @@ the plugins are asked, through the ``srframe_generator_from_state_dict`` hook, w
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,6 @@ WRAPPERS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dic
             "generator")
 PREFIXES = ("module.", "netG.")  # DataParallel / DistributedDataParallel, and some GAN trainers
 SHOWN_KEYS = 6
-NO_CODE = ("srframe reads weights without running code from them (safetensors, or torch.load with "
-           "weights_only=True) and will not execute code from this file")
 REGISTER_HINT = ("To load another architecture, install a plugin that implements the "
                  "srframe_generator_from_state_dict hook (see the docs' \"Bring your own model\" page); for weights "
                  "of a model you build yourself, build it with srframe.build(...) and load them with "
@@ -119,16 +116,12 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
 
 
 def _read_pickle(path: Path) -> Any:
-    import torch
-
-    from .weights import torch_load_problem
+    from .weights import NO_CODE, load_pickle_safely, torch_load_problem
 
     if not path.is_file():
         raise CheckpointError(f"no such file: {path}")
     try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols would precede the one-line error
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return load_pickle_safely(path)
     except Exception as exc:  # UnpicklingError, RuntimeError (TorchScript, damaged zip), OSError
         if "TorchScript" in str(exc):
             raise CheckpointError(f"{path} is a TorchScript archive: a program, not weights, and srframe does not "

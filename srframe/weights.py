@@ -31,6 +31,7 @@ import urllib.request
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -275,9 +276,7 @@ def _load_tensors(file: Path, what: str, fix: str = "") -> dict[str, torch.Tenso
         tensors = _read_safetensors(file, what, fix)
     else:
         try:
-            with warnings.catch_warnings():  # torch's pickle-protocol notes would precede the one-line error
-                warnings.simplefilter("ignore")
-                tensors = torch.load(file, map_location="cpu", weights_only=True)
+            tensors = load_pickle_safely(file)
         except Exception as exc:  # UnpicklingError, RuntimeError from a damaged zip, OSError alike
             raise WeightsError(f"{file} cannot be read as {what}: {torch_load_problem(exc)}. {NO_CODE}. {fix}") from exc
     if not isinstance(tensors, Mapping):
@@ -297,6 +296,15 @@ def _read_safetensors(file: Path, what: str, fix: str) -> dict[str, torch.Tensor
     except Exception as exc:  # SafetensorError for a damaged header or body, OSError
         raise WeightsError(f"{file} cannot be read as {what}: it is not a valid safetensors file ({exc}). "
                            f"{NO_CODE}. {fix}") from exc
+
+
+def load_pickle_safely(source: Path | io.BytesIO) -> Any:
+    """``torch.load(source, weights_only=True)`` on the CPU: tensors and plain containers, nothing that runs
+    code. Raises what torch raises (:func:`torch_load_problem` says it in a few words); torch's notes on
+    pickle protocols are silenced, as they would precede the one-line error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(source, map_location="cpu", weights_only=True)
 
 
 def torch_load_problem(exc: BaseException) -> str:
@@ -324,7 +332,7 @@ def fetch_lpips_heads() -> Path:
     """
     data = member_of_pypi_archive(LPIPS, LPIPS_SHA256, LPIPS_VGG_HEADS)
     try:
-        heads = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        heads = load_pickle_safely(io.BytesIO(data))
     except Exception as exc:
         raise WeightsError(f"{LPIPS_VGG_HEADS} in {LPIPS} cannot be read: {torch_load_problem(exc)}. "
                            f"{NO_CODE}") from exc
