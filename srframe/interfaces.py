@@ -50,6 +50,18 @@ class Generator(nn.Module):
         change. The default does nothing."""
 
 
+def describe(generator: nn.Module) -> str:
+    """How messages name a generator: its registered name and class, and the architecture a wrapper
+    runs when it says (``architecture``, as spandrel's generators do), e.g.
+    ``generator 'swinir' (SpandrelGenerator of SwinIR)``."""
+    built_from = getattr(generator, "srframe_built_from", None)
+    name = type(generator).__name__
+    architecture = getattr(generator, "architecture", None)
+    if isinstance(architecture, str) and architecture != name:
+        name = f"{name} of {architecture}"
+    return f"generator {built_from.name!r} ({name})" if built_from is not None else f"generator {name}"
+
+
 class Discriminator(nn.Module):
     """Scores images as real or generated.
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 
 from ..errors import ArgumentError, ExportError, SrframeError
+from ..interfaces import describe
 
 INPUT = "lr"  # (N, C, H, W) float in [0, 1]
 OUTPUT = "sr"  # (N, C_out, H * scale, W * scale), not clamped
@@ -115,17 +116,6 @@ def require(*modules: str, purpose: str) -> None:
     if missing:
         raise ExportError(f"{purpose} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
                           f"installed: {EXPORT_EXTRA}")
-
-
-def describe(generator: torch.nn.Module) -> str:
-    """How messages name a generator: its registered name and class, and the architecture a wrapper
-    runs when it says (``architecture``, as spandrel's generators do)."""
-    built_from = getattr(generator, "srframe_built_from", None)
-    name = type(generator).__name__
-    architecture = getattr(generator, "architecture", None)
-    if isinstance(architecture, str) and architecture != name:
-        name = f"{name} of {architecture}"
-    return f"generator {built_from.name!r} ({name})" if built_from is not None else f"generator {name}"
 
 
 def reason(exc: BaseException, limit: int = 400) -> str:

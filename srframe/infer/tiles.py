@@ -136,12 +136,14 @@ class _Band:
 
 def upscale_tiled(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor, scale: int, tile: int,
                   overlap: int, batch_size: int = 1, on_progress: Callable[[int], None] | None = None,
-                  write: Write | None = None) -> torch.Tensor | None:
+                  write: Write | None = None,
+                  check: Callable[[torch.Tensor, str], None] | None = check_finite) -> torch.Tensor | None:
     """Upscale ``lr`` (1, C, H, W) tile by tile, holding in float only the band of rows still being blended.
 
     ``model`` takes a batch of windows of ``lr`` (N, C, h, w), in ``lr``'s dtype and on its device, and
     returns (N, C_out, h * scale, w * scale) on any device; blending runs on the device of its outputs.
-    Each output is checked for inf/NaN (:class:`InferenceError`).
+    Each output is checked for inf/NaN by ``check(output, where)`` (default :func:`check_finite`, an
+    :class:`InferenceError` naming the tile); ``check=None`` when ``model`` checks its outputs itself.
 
     With ``write``, the finished rows are handed over top to bottom as ``write(rows, block)``: ``rows``
     a slice of HR rows, ``block`` (1, C_out, len(rows), W * scale) float32 on the outputs' device
@@ -169,7 +171,7 @@ def upscale_tiled(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
     rows_of_tiles = _tile_rows(tiles)
     band = _Band(0)
     for index, row in enumerate(rows_of_tiles):
-        _run_row(model, lr, row, scale, overlap // 4, batch_size, band, on_progress)
+        _run_row(model, lr, row, scale, overlap // 4, batch_size, band, on_progress, check)
         last = index + 1 == len(rows_of_tiles)
         done = height * scale if last else rows_of_tiles[index + 1][0].window[0] * scale
         if done > band.top:
@@ -178,7 +180,8 @@ def upscale_tiled(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
 
 
 def _run_row(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor, row: list[Tile], scale: int,
-             feather: int, batch_size: int, band: _Band, on_progress: Callable[[int], None] | None) -> None:
+             feather: int, batch_size: int, band: _Band, on_progress: Callable[[int], None] | None,
+             check: Callable[[torch.Tensor, str], None] | None) -> None:
     """Run one row of tiles through ``model`` in batches and add their outputs to ``band``."""
     bottom = (row[0].window[0] + row[0].window[2]) * scale
     for group in _batches(row, batch_size):
@@ -186,7 +189,8 @@ def _run_row(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor, ro
                              for t in group])
         results = model(windows)
         top, left = group[0].core[:2]
-        check_finite(results, f"the tile at LR ({top}, {left})")
+        if check is not None:
+            check(results, f"the tile at LR ({top}, {left})")
         results = results.float()
         band.reach(bottom, results.shape[1], lr.shape[-1] * scale, results.device)
         for t, result in zip(group, results):

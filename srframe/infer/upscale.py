@@ -35,6 +35,7 @@ import torch
 from ..degrade import imresize
 from ..errors import ArgumentError, InferenceError
 from ..eval.metrics import check_unit_range
+from ..interfaces import describe
 from .channels import (Layout, colour_of, layout_for, model_channels, side_planes, to_model, unpremultiply,
                        ycbcr_to_rgb)
 from .tiles import Write, all_finite, plan_tiles, upscale_tiled
@@ -68,7 +69,7 @@ class Upscaler:
             raise ArgumentError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
         supported = getattr(model, "precisions", tuple(DTYPES))
         if precision not in supported:
-            raise ArgumentError(f"{_model_name(model)} does not run in {precision} (it runs in {', '.join(supported)}): "
+            raise ArgumentError(f"{describe(model)} does not run in {precision} (it runs in {', '.join(supported)}): "
                                 f"choose one of those (--precision)")
         self.scale = int(model.scale)
         self.channels = model_channels(model)
@@ -152,6 +153,7 @@ class Upscaler:
 
         def run(windows: torch.Tensor) -> torch.Tensor:
             sr = self._run(to_model(colour_of(_as_float(windows, top, self.device), layout), layout))
+            self._check(sr)
             # premultiplied colour keeps its overshoot, as the alpha it is divided by does (no halo)
             return sr.clamp(0, None if layout.alpha else 1)
 
@@ -162,18 +164,21 @@ class Upscaler:
                 write(chunk, self._finish(block[:, :, chunk.start - rows.start:chunk.stop - rows.start], chunk,
                                           lr, top, layout))
 
-        upscale_tiled(run, lr, self.scale, self.tile, self.overlap, self.batch_size, on_progress, write=finish)
+        upscale_tiled(run, lr, self.scale, self.tile, self.overlap, self.batch_size, on_progress, write=finish,
+                      check=None)  # run checks each output itself, before clamping hides an inf
 
     def _run(self, lr: torch.Tensor) -> torch.Tensor:
-        """The model on a batch of windows (N, in_channels, h, w): float32, checked for inf/NaN, not clamped."""
+        """The model on a batch of windows (N, in_channels, h, w): float32, not clamped, not yet checked."""
         lr = lr.to(self.device, self.dtype)
         if self.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            sr = self.model(lr)
-            if not all_finite(sr):
-                raise InferenceError(self._non_finite_message(sr))
-            return sr.float()
+            return self.model(lr).float()
+
+    def _check(self, sr: torch.Tensor) -> None:
+        """Raises InferenceError saying what to change (the precision, or the model) when ``sr`` holds inf/NaN."""
+        if not all_finite(sr):
+            raise InferenceError(self._non_finite_message(sr))
 
     def _finish(self, block: torch.Tensor, rows: slice, lr: torch.Tensor, top: float, layout: Layout) -> torch.Tensor:
         """Blended model output rows (1, model channels, n, sW) -> the image's channels (1, C, n, sW)."""
@@ -201,14 +206,6 @@ class Upscaler:
         why = (f"the model's weights are broken ({broken} of its parameter tensors hold inf/NaN)" if broken
                else "its weights are finite, but its activations overflow float32 or turn NaN: the model is broken")
         return f"{found}: {why}, e.g. saved from a training run that diverged; nothing was written"
-
-
-def _model_name(model: torch.nn.Module) -> str:
-    """The architecture and registered name a model is known by, for messages."""
-    built = getattr(model, "srframe_built_from", None)
-    architecture = getattr(model, "architecture", None)
-    names = [n for n in (architecture, built.name if built else None) if isinstance(n, str)]
-    return f"the model ({' / '.join(dict.fromkeys(names))})" if names else f"the model ({type(model).__name__})"
 
 
 def upscale(model: torch.nn.Module, image: Any, *, tile: int = 256, overlap: int = 32, batch_size: int = 1,
