@@ -231,6 +231,10 @@ def generator_built_from(path: str | Path) -> BuiltFrom:
     """How the generator at ``path`` (as :func:`load_generator` takes) is built: read from a component
     file's header, or, for a community checkpoint, from the generator its plugin builds.
 
+    A community checkpoint's answer is kept for the process, per file version (path, size, modification
+    time): ``recipe check`` asks twice per stage (the file, then whether it fits the recipe), and building
+    the model to ask costs a second for a large one.
+
     Raises CheckpointError naming the file when it holds no generator that can be read.
     """
     file = find_generator_file(Path(path))
@@ -238,7 +242,14 @@ def generator_built_from(path: str | Path) -> BuiltFrom:
         return read_built_from(file)
     from .community import load_community_generator
 
-    return load_community_generator(file).srframe_built_from
+    status = file.stat()
+    key = (str(file.resolve()), status.st_size, status.st_mtime_ns)
+    if key not in _community_built_from:
+        _community_built_from[key] = load_community_generator(file).srframe_built_from
+    return _community_built_from[key]
+
+
+_community_built_from: dict[tuple[str, int, int], BuiltFrom] = {}
 
 
 def find_generator_file(path: Path) -> Path:
