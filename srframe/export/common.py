@@ -11,7 +11,8 @@ import importlib.util
 import io
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -144,25 +145,35 @@ def exporter_output(what: str, logger: logging.Logger) -> Iterator[None]:
         logger.debug("%s printed:\n%s", what, stream.getvalue().rstrip())
 
 
-@contextlib.contextmanager
-def written_atomically(path: Path, suffix: str) -> Iterator[Path]:
-    """A temporary name next to ``path``, ending in ``suffix``, to write (and check) the file under; renamed to
-    ``path`` when the block ends without error, removed otherwise, so ``path`` is never a half-written or
-    unchecked file. (torch.export warns about a file not ending in .pt2, hence ``suffix``.)"""
+def write_checked(path: Path, suffix: str, save: Callable[[Path], None], failure: str,
+                  check: Callable[[Path], tuple[SizeCheck, ...]] | None,
+                  started: float) -> tuple[float, tuple[SizeCheck, ...]]:
+    """``save(partial)`` a file under a temporary name next to ``path`` ending in ``suffix`` (torch.export
+    warns about a file not ending in .pt2), ``check(partial)`` it when given, and only then rename it to
+    ``path``: ``path`` is never a half-written or unchecked file, and a failure removes the temporary one.
+
+    Returns the seconds since ``started`` once saved, and the check's results (empty without a check).
+    Raises ExportError: the file cannot be written (``failure`` says what was being saved, for errors other
+    than the operating system's), or the check fails (saying ``path`` was not written).
+    """
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial{suffix}")
     try:
-        yield partial
+        try:
+            save(partial)
+        except OSError as exc:
+            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        except Exception as exc:  # a model over protobuf's 2 GB limit, a constant that cannot be serialised, ...
+            raise ExportError(f"{failure}: {reason(exc)}") from exc
+        seconds = time.perf_counter() - started
+        checks: tuple[SizeCheck, ...] = ()
+        if check is not None:
+            try:
+                checks = check(partial)
+            except ExportError as exc:
+                raise ExportError(f"{exc}; {path} not written (--no-check writes it unchecked)") from exc
         os.replace(partial, path)
+        return seconds, checks
     finally:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def not_written_unless_checked(path: Path) -> Iterator[None]:
-    """A failed check of the file for ``path`` says that ``path`` was not written, and how to write it anyway."""
-    try:
-        yield
-    except ExportError as exc:
-        raise ExportError(f"{exc}; {path} not written (--no-check writes it unchecked)") from exc

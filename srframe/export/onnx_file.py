@@ -17,9 +17,9 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import ArgumentError
-from .common import (CHECK_SIZES, INPUT, OUTPUT, ExportError, ExportReport, Precision, SizeCheck, checked_sizes,
-                     checked_tolerance, describe, exporter_output, not_written_unless_checked, precision_dtype, reason,
-                     require, written_atomically)
+from .common import (CHECK_SIZES, INPUT, OUTPUT, ExportError, ExportReport, Precision, checked_sizes,
+                     checked_tolerance, describe, exporter_output, precision_dtype, reason, require,
+                     write_checked)
 
 logger = logging.getLogger(__name__)
 
@@ -84,19 +84,11 @@ def export_onnx(generator: nn.Module, path: str | Path, *, opset: int = DEFAULT_
     _name_axes(onnx_program.model, traced.program)
     _record(onnx_program.model, generator, what, precision)
     path = Path(path)
-    with written_atomically(path, ".onnx") as partial:
-        try:
-            onnx_program.save(partial, external_data=False)
-        except OSError as exc:
-            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        except Exception as exc:  # a model over protobuf's 2 GB limit, ...
-            raise ExportError(f"cannot save {what} as one ONNX file {path}: {reason(exc)}") from exc
-        seconds = time.perf_counter() - started
-        checks: tuple[SizeCheck, ...] = ()
-        if check:
-            with not_written_unless_checked(path):
-                checks = check_onnx(partial, generator, sizes=sizes, tolerance=tolerance, precision=precision,
-                                    name=what, label=path)
+    seconds, checks = write_checked(
+        path, ".onnx", lambda partial: onnx_program.save(partial, external_data=False),
+        f"cannot save {what} as one ONNX file {path}",
+        (lambda partial: check_onnx(partial, generator, sizes=sizes, tolerance=tolerance, precision=precision,
+                                    name=what, label=path)) if check else None, started)
     checked_with = None
     if check:
         import onnxruntime

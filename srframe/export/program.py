@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .common import (CHECK_SIZES, ExportError, ExportReport, Precision, SizeCheck, checked_sizes, checked_tolerance,
-                     describe, not_written_unless_checked, precision_dtype, reason, written_atomically)
+from .common import (CHECK_SIZES, ExportReport, Precision, checked_sizes, checked_tolerance, describe, precision_dtype,
+                     write_checked)
 
 
 def export_program(generator: nn.Module, path: str | Path, *, precision: Precision = "fp32", check: bool = True,
@@ -46,19 +46,11 @@ def export_program(generator: nn.Module, path: str | Path, *, precision: Precisi
     what = name or describe(generator)
     traced = trace(generator, dtype, name=what)
     path = Path(path)
-    with written_atomically(path, ".pt2") as partial:
-        try:
-            torch.export.save(traced.program, str(partial))
-        except OSError as exc:
-            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        except Exception as exc:  # a constant torch.export cannot serialise, ...
-            raise ExportError(f"torch.export.save cannot save {what} to {path}: {reason(exc)}") from exc
-        seconds = time.perf_counter() - started
-        checks: tuple[SizeCheck, ...] = ()
-        if check:
-            with not_written_unless_checked(path):
-                checks = check_program(partial, generator, sizes=sizes, tolerance=tolerance, precision=precision,
-                                       name=what, label=path)
+    seconds, checks = write_checked(
+        path, ".pt2", lambda partial: torch.export.save(traced.program, str(partial)),
+        f"torch.export.save cannot save {what} to {path}",
+        (lambda partial: check_program(partial, generator, sizes=sizes, tolerance=tolerance, precision=precision,
+                                       name=what, label=path)) if check else None, started)
     return ExportReport(path=path, format="pt2", precision=precision, input_shape=traced.input_shape,
                         output_shape=traced.output_shape, seconds=seconds, checks=checks,
                         tolerance=tolerance if check else None,
